@@ -1,0 +1,516 @@
+"""PyTorch Luong-attention GRU encoder-decoder: the PyTorch Chatbot Tutorial's model as a `transformers` model.
+
+Everything is batch-first. Shapes in comments use B (batch), S (source length), T (target length), H (hidden size),
+L (layers) and V (vocabulary size).
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils import ModelOutput
+
+from .configuration_luong_gru import ATTENTION_TYPES, LuongGruConfig
+
+
+@dataclass
+class LuongGruEncoderOutput(ModelOutput):
+    r"""
+    Output of [`LuongGruEncoder`]. Every field is batch-first, so that `generate()` can expand it for beam search.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`):
+            Encoder outputs with the forward and backward directions summed; zeros at padded positions.
+        final_state (`torch.FloatTensor` of shape `(batch_size, encoder_layers, hidden_size)`):
+            Final state of every encoder layer, forward and backward directions summed: the decoder's initial state.
+        attention_mask (`torch.BoolTensor` of shape `(batch_size, source_length)`):
+            Source positions holding real tokens. Kept here because decoding steps in `generate()` only see
+            `encoder_outputs`, so they mask exactly what the encoder read.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    final_state: torch.FloatTensor | None = None
+    attention_mask: torch.BoolTensor | None = None
+
+
+class LuongGruCache:
+    """
+    The decoder's recurrent state between `generate()` steps: with it, each new token costs one decoder step.
+
+    Args:
+        state (`torch.FloatTensor` of shape `(decoder_layers, batch_size, hidden_size)`):
+            Hidden state of every decoder GRU layer after the tokens decoded so far.
+    """
+
+    def __init__(self, state: torch.Tensor):
+        self.state = state
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Keeps, in place, the states of the beams that beam search carries on (`beam_idx` indexes the batch)."""
+        self.state = self.state.index_select(1, beam_idx.to(self.state.device))
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Builds teacher-forcing decoder inputs: the labels shifted one step right, -100 replaced by `pad_token_id`."""
+    # Adapted from transformers.models.bart.modeling_bart.shift_tokens_right
+    shifted = labels.new_full(labels.shape, decoder_start_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def initial_decoder_state(encoder_outputs: LuongGruEncoderOutput) -> torch.Tensor:
+    """
+    Decoder layer l starts from encoder layer l's final state, forward and backward summed: (B, L, H) -> (L, B, H).
+
+    This fixes the tutorial's `encoder_hidden[:decoder_n_layers]`, a slice of PyTorch's (layers * directions, B, H)
+    state that hands decoder layer 0 the forward and decoder layer 1 the backward state of encoder layer 0 only.
+    """
+    return encoder_outputs.final_state.transpose(0, 1).contiguous()
+
+
+class LuongGruAttention(nn.Module):
+    """
+    Luong global attention over the encoder outputs, with padded source positions masked out.
+
+    One score function per `config.attention_type`; all of them score every query against every source position
+    with batched matrix products, so one call serves a single decoding step or a whole teacher-forced target.
+    """
+
+    def __init__(self, config: LuongGruConfig):
+        super().__init__()
+        if config.attention_type not in ATTENTION_TYPES:
+            raise ValueError(f"Unknown attention_type {config.attention_type!r}; expected one of {ATTENTION_TYPES}.")
+        self.attention_type = config.attention_type
+        self.hidden_size = config.hidden_size
+        if self.attention_type == "general":
+            self.attn = nn.Linear(config.hidden_size, config.hidden_size)
+        elif self.attention_type == "concat":
+            self.attn = nn.Linear(2 * config.hidden_size, config.hidden_size)
+            # The tutorial leaves `v` uninitialised; `_init_weights` gives it the Linear default instead.
+            self.v = nn.Parameter(torch.empty(config.hidden_size))
+
+    def dot_score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return query @ keys.transpose(1, 2)  # (B, T, S)
+
+    def general_score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return query @ self.attn(keys).transpose(1, 2)  # (B, T, S)
+
+    def concat_score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        # W[h; ē] + b == W_h h + (W_e ē + b): project queries and keys separately, then broadcast over (T, S).
+        w_query, w_keys = self.attn.weight.split(self.hidden_size, dim=1)  # (H, H) each
+        projected_query = F.linear(query, w_query)[:, :, None]  # (B, T, 1, H)
+        projected_keys = F.linear(keys, w_keys, self.attn.bias)[:, None]  # (B, 1, S, H)
+        return torch.tanh(projected_query + projected_keys) @ self.v  # (B, T, S)
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            query (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`): decoder GRU outputs.
+            keys (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`): encoder outputs.
+            mask (`torch.BoolTensor` of shape `(batch_size, source_length)`): real (not padded) source positions.
+
+        Returns:
+            `tuple(torch.FloatTensor)`: the context vectors `(B, T, H)` and the attention weights `(B, T, S)`.
+        """
+        scores = getattr(self, f"{self.attention_type}_score")(query, keys)  # (B, T, S)
+        # The smallest finite value rather than -inf: a row with no real position gets uniform weights, not NaN.
+        scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1)  # (B, T, S)
+        return weights @ keys, weights  # (B, T, H), (B, T, S)
+
+
+class LuongGruEncoder(nn.Module):
+    """Embedding, then a bidirectional GRU run over packed sequences; the two directions are summed."""
+
+    def __init__(self, config: LuongGruConfig):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.num_layers = config.encoder_layers
+        self.pad_token_id = config.pad_token_id
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.gru = nn.GRU(
+            config.hidden_size,
+            config.hidden_size,
+            config.encoder_layers,
+            dropout=config.dropout if config.encoder_layers > 1 else 0.0,
+            bidirectional=True,
+            batch_first=True,
+        )
+
+    def forward(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> LuongGruEncoderOutput:
+        """
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
+                Right-padded source token ids.
+            attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*):
+                1 for real tokens, 0 for padding; derived from `pad_token_id` when absent.
+            kwargs (*optional*):
+                Ignored; accepted because `generate()` passes `output_attentions`, `output_hidden_states` and
+                `return_dict` to every encoder.
+        """
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.pad_token_id)
+        attention_mask = attention_mask.bool()
+        if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
+            raise ValueError("LuongGruEncoder expects right-padded inputs: a real token follows padding in a row.")
+        batch_size, source_length = input_ids.shape
+        embeds = self.embed_tokens(input_ids)  # (B, S, H)
+        # Packing starts the backward direction at each sequence's last real token instead of at its padding.
+        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(embeds, lengths, batch_first=True, enforce_sorted=False)
+        packed_outputs, final = self.gru(packed)  # final: (L * 2, B, H), ordered layer by layer, forward first
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(packed_outputs, batch_first=True, total_length=source_length)
+        outputs = outputs[..., : self.hidden_size] + outputs[..., self.hidden_size :]  # (B, S, 2H) -> (B, S, H)
+        final = final.view(self.num_layers, 2, batch_size, self.hidden_size).sum(dim=1)  # (L, B, H)
+        return LuongGruEncoderOutput(
+            last_hidden_state=outputs, final_state=final.transpose(0, 1), attention_mask=attention_mask
+        )
+
+
+class LuongGruDecoder(nn.Module):
+    """
+    Embedding and dropout, a unidirectional GRU, Luong attention on its outputs, then tanh(Linear([gru_out; context])).
+
+    Nothing is fed back into the GRU input, so the same code runs one step (generation) or, under teacher forcing,
+    the whole target in one GRU call with the attention of all steps as batched matrix products.
+    """
+
+    def __init__(self, config: LuongGruConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.dropout)
+        self.gru = nn.GRU(
+            config.hidden_size,
+            config.hidden_size,
+            config.decoder_layers,
+            dropout=config.dropout if config.decoder_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.attention = LuongGruAttention(config)
+        self.concat = nn.Linear(2 * config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        state: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder input ids.
+            state (`torch.FloatTensor` of shape `(decoder_layers, batch_size, hidden_size)`): initial GRU state.
+            encoder_hidden_states (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`).
+            encoder_attention_mask (`torch.BoolTensor` of shape `(batch_size, source_length)`).
+
+        Returns:
+            `tuple(torch.FloatTensor)`: features `(B, T, H)` (before `lm_head`), the GRU state after the last input
+            `(L, B, H)` and the attention weights `(B, T, S)`.
+        """
+        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, H)
+        gru_outputs, state = self.gru(embeds, state)  # (B, T, H), (L, B, H)
+        context, weights = self.attention(gru_outputs, encoder_hidden_states, encoder_attention_mask)  # (B, T, H)
+        features = torch.tanh(self.concat(torch.cat([gru_outputs, context], dim=-1)))  # (B, T, 2H) -> (B, T, H)
+        return features, state, weights
+
+
+class LuongGruPreTrainedModel(PreTrainedModel):
+    config: LuongGruConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """
+        [`PreTrainedModel.from_pretrained`], safetensors-only by default (`use_safetensors=True`: loading never
+        unpickles), and with one clear `ValueError` naming the weights whose shapes do not fit the configuration
+        (for example another `vocab_size`) instead of a pointer to a logged report.
+        """
+        kwargs.setdefault("use_safetensors", True)
+        if kwargs.get("ignore_mismatched_sizes"):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        return_loading_info = kwargs.pop("output_loading_info", False)
+        kwargs.update(ignore_mismatched_sizes=True, output_loading_info=True)
+        model, loading_info = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if loading_info["mismatched_keys"]:
+            shapes = "; ".join(
+                f"{key} is {tuple(saved)} in the checkpoint but {tuple(expected)} in the model"
+                for key, saved, expected in sorted(loading_info["mismatched_keys"])
+            )
+            raise ValueError(
+                f"The weights in {pretrained_model_name_or_path} do not fit this configuration: {shapes}. Load them "
+                "with the config.json saved next to them (same vocab_size and hidden_size)."
+            )
+        return (model, loading_info) if return_loading_info else model
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """
+        PyTorch's own defaults, which the tutorial trains from: embeddings N(0, 1), GRU and Linear weights and biases
+        uniform(±1/√fan). transformers' usual N(0, 0.02) would change training at the tutorial's lr of 1e-4 a lot.
+        """
+        # `reset_parameters` goes through torch.nn.init, which from_pretrained guards so that loaded weights stay.
+        if isinstance(module, (nn.Embedding, nn.GRU, nn.Linear)):
+            module.reset_parameters()
+        elif isinstance(module, LuongGruAttention) and module.attention_type == "concat":
+            bound = module.hidden_size**-0.5
+            nn.init.uniform_(module.v, -bound, bound)
+
+
+class LuongGruModel(LuongGruPreTrainedModel):
+    """
+    The encoder and the decoder without the output projection; `last_hidden_state` is the decoder's features.
+
+    Args:
+        config ([`LuongGruConfig`]): model configuration.
+    """
+
+    # The tutorial's single embedding: the decoder reads the encoder's matrix (when `config.tie_word_embeddings`).
+    _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
+
+    def __init__(self, config: LuongGruConfig):
+        super().__init__(config)
+        self.encoder = LuongGruEncoder(config)
+        self.decoder = LuongGruDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.embed_tokens = value
+        if self.config.tie_word_embeddings:
+            self.decoder.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: LuongGruEncoderOutput | None = None,
+        cache: LuongGruCache | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput | tuple:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+                Right-padded source token ids; not needed when `encoder_outputs` is given.
+            attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*):
+                1 for real source tokens, 0 for padding; derived from `pad_token_id` when absent.
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
+                Decoder inputs; with `cache`, only the newest token(s).
+            decoder_attention_mask (`torch.Tensor`, *optional*):
+                Accepted for API compatibility and ignored: the decoder reads left to right, so padding at the end of
+                a target never changes earlier positions. Mask the loss with -100 labels instead.
+            encoder_outputs ([`LuongGruEncoderOutput`], *optional*):
+                Precomputed encoder outputs.
+            cache ([`LuongGruCache`], *optional*):
+                Decoder state after the previous tokens; when absent the decoder starts from the encoder's states.
+            use_cache (`bool`, *optional*, defaults to `config.use_cache`):
+                Whether to return the decoder state as `cache`.
+            output_attentions (`bool`, *optional*):
+                Whether to return the attention weights `(B, T, S)` as `cross_attentions`.
+            return_dict (`bool`, *optional*, defaults to `config.return_dict`):
+                Whether to return a [`Seq2SeqModelOutput`] instead of a tuple.
+            kwargs (*optional*):
+                Ignored; accepted so that `generate()` and `Trainer` can pass their generic flags.
+        """
+        if decoder_input_ids is None:
+            raise ValueError(
+                "LuongGruModel needs `decoder_input_ids` (the ForConditionalGeneration model derives them from labels)"
+            )
+        use_cache = use_cache if use_cache is not None else self.config.use_cache
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids, attention_mask)
+        mask = attention_mask.bool() if attention_mask is not None else encoder_outputs.attention_mask
+        state = cache.state if cache is not None else initial_decoder_state(encoder_outputs)  # (L, B, H)
+        features, state, weights = self.decoder(decoder_input_ids, state, encoder_outputs.last_hidden_state, mask)
+        output = Seq2SeqModelOutput(
+            last_hidden_state=features,
+            cache=LuongGruCache(state) if use_cache else None,
+            cross_attentions=(weights,) if output_attentions else None,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin):
+    """
+    [`LuongGruModel`] with the output projection `lm_head` (Linear(H, V), its own matrix as in the tutorial).
+
+    Args:
+        config ([`LuongGruConfig`]): model configuration.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
+
+    >>> model = LuongGruForConditionalGeneration(LuongGruConfig(vocab_size=20, hidden_size=16)).eval()
+    >>> input_ids = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    >>> labels = torch.tensor([[10, 11, 2], [12, 2, -100]])
+    >>> model(input_ids=input_ids, labels=labels).logits.shape
+    torch.Size([2, 3, 20])
+    >>> model.generate(input_ids, num_beams=3, max_new_tokens=5).shape[0]
+    2
+
+    ```
+    """
+
+    def __init__(self, config: LuongGruConfig):
+        super().__init__(config)
+        self.model = LuongGruModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.post_init()
+        # The tutorial's reply length (MAX_LENGTH words, EOS included); generation stops earlier at EOS.
+        self.generation_config.max_new_tokens = 10
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        # The GRU state is the whole cache: `generate()` must not build a key/value cache, the model returns its own.
+        return False
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: LuongGruEncoderOutput | None = None,
+        cache: LuongGruCache | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput | tuple:
+        r"""
+        Args:
+            labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+                Target token ids, -100 where there is no target (padding). Without `decoder_input_ids`, the decoder
+                inputs are the labels shifted right (teacher forcing). The loss is the token-mean negative
+                log-likelihood over the positions that are not -100.
+
+            The other arguments are those of [`LuongGruModel.forward`].
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
+        loss = None if labels is None else token_mean_nll(logits, labels)
+        output = Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def forward_free_running(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, max_target_length: int = 10
+    ) -> torch.Tensor:
+        """
+        Decodes step by step, feeding the model its own greedy choice (the tutorial's teacher forcing "off").
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`): right-padded source ids.
+            attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*):
+                Derived from `pad_token_id` when absent.
+            max_target_length (`int`, *optional*, defaults to 10): number of steps (the padded target length).
+
+        Returns:
+            `torch.FloatTensor` of shape `(batch_size, max_target_length, vocab_size)`: the logits of every step, to
+            be scored against the labels like the teacher-forced logits.
+        """
+        encoder_outputs = self.model.encoder(input_ids, attention_mask)
+        state = initial_decoder_state(encoder_outputs)  # (L, B, H)
+        tokens = input_ids.new_full((input_ids.shape[0], 1), self.config.decoder_start_token_id)  # (B, 1)
+        all_logits = []
+        for _ in range(max_target_length):
+            features, state, _ = self.model.decoder(
+                tokens, state, encoder_outputs.last_hidden_state, encoder_outputs.attention_mask
+            )
+            step_logits = self.lm_head(features)  # (B, 1, V)
+            all_logits.append(step_logits)
+            tokens = step_logits.argmax(dim=-1)  # (B, 1); argmax carries no gradient, as in the tutorial
+        return torch.cat(all_logits, dim=1)  # (B, T, V)
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: LuongGruCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_outputs: LuongGruEncoderOutput | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> dict:
+        """A lean replacement of the generic version: once the state carries the prefix, feed only the new token."""
+        if cache is not None:
+            input_ids = input_ids[:, -1:]  # (B, 1)
+        return {
+            "decoder_input_ids": input_ids,
+            "cache": cache,
+            "attention_mask": attention_mask,
+            "encoder_outputs": encoder_outputs,
+            "use_cache": use_cache,
+            "output_attentions": output_attentions,
+        }
+
+
+def token_mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood over the label positions that are not -100 (log-softmax inside cross_entropy)."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+    return total / labels.ne(-100).sum().clamp(min=1)
+
+
+__all__ = [
+    "LuongGruAttention",
+    "LuongGruCache",
+    "LuongGruDecoder",
+    "LuongGruEncoder",
+    "LuongGruEncoderOutput",
+    "LuongGruForConditionalGeneration",
+    "LuongGruModel",
+    "LuongGruPreTrainedModel",
+    "shift_tokens_right",
+]
