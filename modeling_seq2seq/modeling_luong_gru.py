@@ -203,6 +203,7 @@ class LuongGruDecoder(nn.Module):
         state: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """
         Args:
@@ -210,13 +211,27 @@ class LuongGruDecoder(nn.Module):
             state (`torch.FloatTensor` of shape `(decoder_layers, batch_size, hidden_size)`): initial GRU state.
             encoder_hidden_states (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`).
             encoder_attention_mask (`torch.BoolTensor` of shape `(batch_size, source_length)`).
+            lengths (`torch.Tensor` of shape `(batch_size,)`, *optional*):
+                Real (right-padded) input positions per row. When given, the GRU skips the padding: its outputs there
+                are zeros and the returned state is each row's state after its last real input.
 
         Returns:
             `tuple(torch.FloatTensor)`: features `(B, T, H)` (before `lm_head`), the GRU state after the last input
             `(L, B, H)` and the attention weights `(B, T, S)`.
         """
         embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, H)
-        gru_outputs, state = self.gru(embeds, state)  # (B, T, H), (L, B, H)
+        if lengths is None:
+            gru_outputs, state = self.gru(embeds, state)  # (B, T, H), (L, B, H)
+        else:
+            # Teacher forcing on padded targets: on CPU the GRU's per-step matrix products are most of the decoder's
+            # training time, and packing runs them only on each step's real rows.
+            packed = nn.utils.rnn.pack_padded_sequence(
+                embeds, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+            )
+            packed_outputs, state = self.gru(packed, state)  # state: (L, B, H), in the batch's order
+            gru_outputs, _ = nn.utils.rnn.pad_packed_sequence(
+                packed_outputs, batch_first=True, total_length=input_ids.shape[1]
+            )  # (B, T, H)
         context, weights = self.attention(gru_outputs, encoder_hidden_states, encoder_attention_mask)  # (B, T, H)
         features = torch.tanh(self.concat(torch.cat([gru_outputs, context], dim=-1)))  # (B, T, 2H) -> (B, T, H)
         return features, state, weights
@@ -310,9 +325,10 @@ class LuongGruModel(LuongGruPreTrainedModel):
                 1 for real source tokens, 0 for padding; derived from `pad_token_id` when absent.
             decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
                 Decoder inputs; with `cache`, only the newest token(s).
-            decoder_attention_mask (`torch.Tensor`, *optional*):
-                Accepted for API compatibility and ignored: the decoder reads left to right, so padding at the end of
-                a target never changes earlier positions. Mask the loss with -100 labels instead.
+            decoder_attention_mask (`torch.Tensor` of shape `(batch_size, target_length)`, *optional*):
+                1 for real decoder inputs, 0 for right padding (e.g. `labels != -100`). Optional: the decoder reads
+                left to right, so padding never changes earlier positions; given, it only lets the decoder GRU skip
+                the padding (faster training; zeros come out there). Mask the loss with -100 labels either way.
             encoder_outputs ([`LuongGruEncoderOutput`], *optional*):
                 Precomputed encoder outputs.
             cache ([`LuongGruCache`], *optional*):
@@ -336,7 +352,12 @@ class LuongGruModel(LuongGruPreTrainedModel):
             encoder_outputs = self.encoder(input_ids, attention_mask)
         mask = attention_mask.bool() if attention_mask is not None else encoder_outputs.attention_mask
         state = cache.state if cache is not None else initial_decoder_state(encoder_outputs)  # (L, B, H)
-        features, state, weights = self.decoder(decoder_input_ids, state, encoder_outputs.last_hidden_state, mask)
+        lengths = None
+        if decoder_attention_mask is not None and decoder_input_ids.shape[1] > 1:
+            lengths = decoder_attention_mask.sum(dim=1)  # (B,)
+        features, state, weights = self.decoder(
+            decoder_input_ids, state, encoder_outputs.last_hidden_state, mask, lengths
+        )
         output = Seq2SeqModelOutput(
             last_hidden_state=features,
             cache=LuongGruCache(state) if use_cache else None,
@@ -429,6 +450,7 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             input_ids=input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
             cache=cache,
             use_cache=use_cache,

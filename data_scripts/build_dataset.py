@@ -1,0 +1,513 @@
+"""Cornell Movie-Dialogs Corpus -> the tutorial's filtered (query, response) pairs as a `datasets.DatasetDict`.
+
+    python -m data_scripts.build_dataset --corpus-dir DIR|ZIP --output-dir OUT [--max-length 10] [--min-count 3]
+        [--validation-size 0.05] [--test-size 0.05] [--seed 0] [--num-proc N] [--push-to-hub REPO_ID]
+
+The steps and their counts are the tutorial's (its printed figures come out of `OUT/stats.json`):
+
+1. `pairs_read`: consecutive utterances of each conversation, both non-blank (`cornell.iter_pairs`);
+2. normalization of every utterance, as the tokenizer's normalizer does it (the tutorial's `normalizeString`);
+3. `pairs_within_max_length`: both sides have fewer than `max_length` words, split on single spaces;
+4. `words_counted`: distinct words over both sides of those pairs; `words_kept`: those seen `min_count` times or more;
+5. `pairs_kept`: the pairs whose words were all kept.
+
+A side that normalizes to the empty string counts, as in the tutorial, as one empty word: such pairs pass the length
+filter and the empty word is counted (and kept if frequent). They are then dropped (`pairs_empty_dropped`), so the
+dataset holds `pairs_kept - pairs_empty_dropped` pairs, split by conversation into train, validation and test.
+
+The work runs on Arrow data through `datasets`: `from_generator` over the parsed conversations, then batched `map`s
+vectorized with pyarrow, the filtering ones returning fewer rows. Everything is written under a temporary folder
+inside `OUT` and moved into place only once complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import itertools
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data_scripts.cornell import CORPUS_URL, CorpusFormatError, download_corpus, iter_conversations
+from modeling_seq2seq.tokenization_luong_gru import EOS_TOKEN, SPECIAL_TOKENS, LuongGruTokenizer, build_normalizer
+
+CONVERSATIONS_PER_CHUNK = 5_000  # about 13,000 pairs
+ARROW_BATCH_SIZE = 100_000  # rows per batch of the vectorized (pyarrow) steps
+CONVERSATION_COLUMNS = ("conversation_id", "movie_id", "line_ids", "texts")
+EOS_ID = SPECIAL_TOKENS.index(EOS_TOKEN)
+SPLITS = ("train", "validation", "test")
+COLUMNS = [
+    "query",
+    "response",
+    "input_ids",
+    "labels",
+    "movie_id",
+    "conversation_id",
+    "query_line_id",
+    "response_line_id",
+]
+
+
+def default_corpus_cache() -> Path:
+    """Where the official corpus is downloaded when no corpus is given: `$XDG_CACHE_HOME/luong-chatbot`."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "luong-chatbot")
+
+
+def _conversation_chunks(corpus: str, chunk_size: int) -> Iterator[dict[str, list]]:
+    """`cornell.iter_conversations` in chunks of `chunk_size` conversations, one record of columns per chunk."""
+    conversations = iter_conversations(corpus)
+    # The records hold no reference cycles, yet keeping thousands alive makes the cyclic collector sweep the whole
+    # heap again and again: that tripled the parse time on a 3M-line corpus.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while chunk := list(itertools.islice(conversations, chunk_size)):
+            yield {column: [conversation[column] for conversation in chunk] for column in CONVERSATION_COLUMNS}
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read_conversations(corpus: str, cache_dir: str):
+    """The corpus's conversations as a `Dataset` of chunks, re-raising corpus errors as they are.
+
+    One row per chunk of conversations rather than per conversation: `from_generator` costs some microseconds of
+    Python per row, which a row per pair would spend millions of times on a big corpus.
+    """
+    from datasets import Dataset, Features, List, Value
+    from datasets.exceptions import DatasetGenerationError
+
+    string_lists = List(List(Value("string")))
+    features = Features(
+        {"conversation_id": List(Value("int64")), "movie_id": List(Value("string")), "line_ids": string_lists}
+    )
+    features["texts"] = string_lists
+    try:
+        return Dataset.from_generator(
+            _conversation_chunks,
+            gen_kwargs={"corpus": corpus, "chunk_size": CONVERSATIONS_PER_CHUNK},
+            features=features,
+            cache_dir=cache_dir,
+            writer_batch_size=1,  # a row is already a chunk of thousands of conversations
+        )
+    except DatasetGenerationError as error:
+        if isinstance(error.__cause__, CorpusFormatError):
+            raise error.__cause__ from None
+        raise
+
+
+def _normalize_ascii(texts: pa.Array) -> pa.Array:
+    """The tutorial's normalization for ASCII texts, vectorized: there NFD and the Mn marks change nothing."""
+    texts = pc.ascii_lower(texts)
+    texts = pc.replace_substring_regex(texts, r"([.!?])", r" \1")
+    texts = pc.replace_substring_regex(texts, r"[^a-zA-Z.!?]+", " ")
+    return pc.utf8_trim(texts, " ")  # only single spaces are left: the final collapse has nothing to do
+
+
+def normalize_texts(texts: pa.Array | pa.ChunkedArray, normalizer) -> pa.Array:
+    """Normalizes an Arrow array of texts exactly as `normalizer` (the tokenizer's) does, text by text.
+
+    ASCII texts (all but about 0.2% of the corpus) take a vectorized pyarrow path, about four times faster than a
+    call per text; the others go through `normalizer.normalize_str`. The tests check both against the tutorial's
+    function.
+    """
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    normalized = _normalize_ascii(texts)
+    non_ascii = pc.invert(pc.string_is_ascii(texts))
+    others = texts.filter(non_ascii).to_pylist()
+    if not others:
+        return normalized
+    return pc.replace_with_mask(normalized, non_ascii, pa.array([normalizer.normalize_str(t) for t in others]))
+
+
+def _pairs(chunks: pa.Table, normalizer) -> pa.Table:
+    """Batched map: chunks of conversations -> one row per pair, each utterance normalized once.
+
+    The pairs are each utterance and the next one in its conversation, both non-blank: `cornell.iter_pairs`'s pairs.
+    """
+    conversations = pc.list_flatten(chunks["texts"])  # a batch holds chunks (rows) of conversations (lists)
+    texts = pc.list_flatten(conversations)  # every utterance, conversation after conversation
+    lengths = pc.list_value_length(conversations).to_numpy(zero_copy_only=False)
+    has_next = np.ones(len(texts), dtype=bool)
+    has_next[np.cumsum(lengths)[lengths > 0] - 1] = False  # the last utterance of a conversation gets no reply
+    blank = pc.equal(texts, "").to_numpy(zero_copy_only=False)
+    first = np.flatnonzero(has_next & ~blank & ~np.append(blank[1:], True))  # the query's position; reply at +1
+    normalized = normalize_texts(texts, normalizer)
+    line_ids = pc.list_flatten(pc.list_flatten(chunks["line_ids"]))
+    conversation = np.repeat(np.arange(len(conversations)), lengths)[first]
+    return pa.table(
+        {
+            "query": normalized.take(first),
+            "response": normalized.take(first + 1),
+            "movie_id": pc.list_flatten(chunks["movie_id"]).take(conversation),
+            "conversation_id": pc.list_flatten(chunks["conversation_id"]).take(conversation),
+            "query_line_id": line_ids.take(first),
+            "response_line_id": line_ids.take(first + 1),
+        }
+    )
+
+
+def _words(texts: pa.Array | pa.ChunkedArray) -> pa.ListArray:
+    """Each text's words, split on single spaces as the tutorial does: "" gives one empty word."""
+    return pc.split_pattern(texts, " ")
+
+
+def _within_length(table: pa.Table, max_length: int) -> pa.Array:
+    # A text has one word more than it has spaces (split on " ", "" is one empty word).
+    short = [pc.less(pc.count_substring(table[side], " "), max_length - 1) for side in ("query", "response")]
+    return pc.and_(*short)
+
+
+def _both_non_empty(table: pa.Table) -> pa.Array:
+    return pc.and_(pc.not_equal(table["query"], ""), pc.not_equal(table["response"], ""))
+
+
+def _words_in_order(table: pa.Table) -> pa.Array:
+    """All words of the pairs, in the tutorial's counting order: the query's then the response's, pair by pair."""
+    return pc.list_flatten(_words(pc.binary_join_element_wise(table["query"], table["response"], " ")))
+
+
+def _word_ids(texts: pa.Array | pa.ChunkedArray, vocabulary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per text, the words' positions in `vocabulary` (-1 where absent), flat, with the (N + 1,) list offsets."""
+    words = _words(texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts)
+    positions = pc.fill_null(pc.index_in(words.flatten(), value_set=vocabulary), -1)
+    return positions.to_numpy(zero_copy_only=False), words.offsets.to_numpy()
+
+
+def _all_known(table: pa.Table, vocabulary: pa.Array) -> np.ndarray:
+    """Whether every word of both sides is in `vocabulary` (every text has at least one word, maybe empty)."""
+    keep = np.ones(table.num_rows, dtype=bool)
+    for side in ("query", "response"):
+        positions, offsets = _word_ids(table[side], vocabulary)
+        keep &= np.minimum.reduceat(positions, offsets[:-1]) >= 0
+    return keep
+
+
+def _token_ids(table: pa.Table, vocabulary: pa.Array) -> pa.Table:
+    """Adds `input_ids` and `labels`: each side's word ids (vocabulary position + 4) followed by EOS, unpadded."""
+    for side, column in (("query", "input_ids"), ("response", "labels")):
+        positions, offsets = _word_ids(table[side], vocabulary)
+        # Row r's words shift right by r to make room for the EOS closing each earlier row.
+        new_offsets = offsets + np.arange(len(offsets))
+        ids = np.full(len(positions) + table.num_rows, EOS_ID, dtype=np.int32)
+        ids[np.arange(len(positions)) + np.repeat(np.arange(table.num_rows), np.diff(offsets))] = positions + 4
+        table = table.append_column(column, pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), pa.array(ids)))
+    return table
+
+
+def _split_by_conversation(
+    conversation_ids: np.ndarray, validation_size: float, test_size: float, seed: int
+) -> dict[str, np.ndarray]:
+    """The conversations of each split: all of them shuffled with `seed`, then cut by share of conversations."""
+    conversations = np.random.default_rng(seed).permutation(np.unique(conversation_ids))
+    sizes = [max(1, round(share * len(conversations))) if share > 0 else 0 for share in (validation_size, test_size)]
+    if sum(sizes) >= len(conversations):
+        raise ValueError(
+            f"{len(conversations)} conversations left after filtering: too few for a train split "
+            f"beside validation ({sizes[0]}) and test ({sizes[1]})"
+        )
+    return {
+        "validation": conversations[: sizes[0]],
+        "test": conversations[sizes[0] : sum(sizes)],
+        "train": conversations[sum(sizes) :],
+    }
+
+
+def _in_conversations(table: pa.Table, conversations: pa.Array) -> pa.Array:
+    return pc.is_in(table["conversation_id"], value_set=conversations)
+
+
+def _check_arguments(max_length: int, min_count: int, validation_size: float, test_size: float, num_proc) -> None:
+    if max_length < 2:
+        raise ValueError(f"--max-length: expected an integer >= 2 (room for a word and EOS), got {max_length}")
+    if min_count < 1:
+        raise ValueError(f"--min-count: expected an integer >= 1, got {min_count}")
+    for name, share in (("--validation-size", validation_size), ("--test-size", test_size)):
+        if not 0 <= share < 1:
+            raise ValueError(f"{name}: expected a fraction in [0, 1), got {share}")
+    if validation_size + test_size >= 1:
+        raise ValueError(f"--validation-size + --test-size: expected a sum below 1, got {validation_size + test_size}")
+    if num_proc is not None and num_proc < 1:
+        raise ValueError(f"--num-proc: expected an integer >= 1, got {num_proc}")
+
+
+def _apply_predicate(table: pa.Table, predicate, **kwargs) -> pa.Table:
+    return table.filter(pa.array(predicate(table, **kwargs), pa.bool_()))
+
+
+def _filter_rows(dataset, predicate, **kwargs):
+    """Like a batched `dataset.filter(predicate)`, but writes the kept rows out instead of an indices mapping.
+
+    Each later step would read a filtered dataset's rows through its indices mapping one 1-row slice at a time:
+    that took most of the build's time on a 3M-line corpus. A batched map returning fewer rows keeps them contiguous.
+    """
+    fn_kwargs = {"predicate": predicate, **kwargs}
+    return dataset.map(_apply_predicate, batched=True, batch_size=ARROW_BATCH_SIZE, fn_kwargs=fn_kwargs)
+
+
+def _build(corpus: str, work: Path, max_length: int, min_count: int, num_proc: int | None) -> tuple[Any, dict, list]:
+    """Reads, normalizes, filters and trims; returns the kept pairs with token ids, the counts and the vocabulary."""
+    chunks = _read_conversations(corpus, str(work / "cache")).with_format("arrow")
+    if num_proc is None:
+        # A worker costs about a second to start: worth it from 4 chunks (20,000 conversations) on.
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        num_proc = min(cpus, len(chunks) // 4)
+    pairs = chunks.map(
+        _pairs,
+        batched=True,
+        batch_size=1,
+        fn_kwargs={"normalizer": build_normalizer()},
+        remove_columns=chunks.column_names,
+        num_proc=num_proc if num_proc > 1 else None,
+    )
+    stats = {"pairs_read": len(pairs)}
+    pairs = _filter_rows(pairs, _within_length, max_length=max_length)
+    stats["pairs_within_max_length"] = len(pairs)
+    if not len(pairs):
+        raise ValueError(f"{corpus}: no pair has both sides shorter than --max-length {max_length} words")
+    counts = pc.value_counts(_words_in_order(pairs.with_format("arrow")[:]))
+    kept = counts.filter(pc.greater_equal(counts.field("counts"), min_count)).field("values")
+    stats["words_counted"], stats["words_kept"] = len(counts), len(kept)
+    pairs = _filter_rows(pairs, _all_known, vocabulary=kept)
+    stats["pairs_kept"] = len(pairs)
+    non_empty = _filter_rows(pairs, _both_non_empty)
+    stats["pairs_empty_dropped"] = len(pairs) - len(non_empty)
+    vocabulary = [word for word in kept.to_pylist() if word]  # the tutorial's empty "word" is no token
+    fn_kwargs = {"vocabulary": pa.array(vocabulary, pa.string())}
+    return non_empty.map(_token_ids, batched=True, batch_size=ARROW_BATCH_SIZE, fn_kwargs=fn_kwargs), stats, vocabulary
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Hides `datasets`' progress bars: a dozen quick internal steps would each draw one."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
+
+
+def _write_outputs(
+    pairs, vocabulary: list[str], work: Path, max_length: int, validation_size: float, test_size: float, seed: int
+) -> dict[str, int]:
+    """Writes `work/dataset` (split by conversation) and `work/tokenizer`; returns the split and vocabulary sizes."""
+    from datasets import DatasetDict
+
+    splits = _split_by_conversation(pairs["conversation_id"].to_numpy(), validation_size, test_size, seed)
+    dataset = DatasetDict(
+        {
+            name: _filter_rows(pairs, _in_conversations, conversations=pa.array(splits[name]))
+            .with_format(None)
+            .select_columns(COLUMNS)
+            for name in SPLITS
+        }
+    )
+    dataset.save_to_disk(str(work / "dataset"))
+    tokenizer = LuongGruTokenizer.from_words(vocabulary, model_max_length=max_length)
+    tokenizer.save_pretrained(str(work / "tokenizer"))
+    return {**{f"{name}_pairs": len(dataset[name]) for name in SPLITS}, "vocab_size": len(tokenizer)}
+
+
+def _move_into(work: Path, output_dir: Path, names: list[str]) -> None:
+    """Moves each finished artifact from `work` into `output_dir`, replacing an older one only once it is complete."""
+    for name in names:
+        target = output_dir / name
+        if target.is_dir() and not target.is_symlink():
+            old = work / f"old-{name}"
+            os.replace(target, old)
+            os.replace(work / name, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(work / name, target)
+
+
+def build_dataset(
+    corpus: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    max_length: int = 10,
+    min_count: int = 3,
+    validation_size: float = 0.05,
+    test_size: float = 0.05,
+    seed: int = 0,
+    num_proc: int | None = None,
+    push_to_hub: str | None = None,
+) -> dict[str, Any]:
+    """Builds `OUT/dataset` (a `DatasetDict`), `OUT/tokenizer` and `OUT/stats.json` from the Cornell corpus.
+
+    Args:
+        corpus (`str` or `os.PathLike`, *optional*):
+            The corpus folder or the official zip; `None` downloads the official corpus into
+            [`default_corpus_cache`] (once).
+        output_dir (`str` or `os.PathLike`):
+            Where to write; other files there are left alone, and the three outputs are replaced only on success.
+        max_length (`int`, *optional*, defaults to 10):
+            Pairs are kept when both sides have fewer words than this (the tutorial's `MAX_LENGTH`).
+        min_count (`int`, *optional*, defaults to 3):
+            Words seen fewer times are trimmed, with every pair using them (the tutorial's `MIN_COUNT`).
+        validation_size (`float`, *optional*, defaults to 0.05):
+            The share of conversations in the validation split.
+        test_size (`float`, *optional*, defaults to 0.05):
+            The share of conversations in the test split.
+        seed (`int`, *optional*, defaults to 0):
+            Seeds the conversation shuffle: the same seed gives the same splits.
+        num_proc (`int`, *optional*):
+            Processes that turn conversations into normalized pairs; by default one per available CPU, at most one
+            per 20,000 conversations (a worker costs about a second to start).
+        push_to_hub (`str`, *optional*):
+            A dataset repository ID to push the `DatasetDict` and its dataset card to.
+
+    Returns:
+        `dict`: the contents of `stats.json`.
+
+    Raises:
+        [`~data_scripts.cornell.CorpusFormatError`]: the corpus is missing or malformed.
+        `ValueError`: an argument is out of range, or too few pairs are left to split.
+    """
+    _check_arguments(max_length, min_count, validation_size, test_size, num_proc)
+    corpus = str(corpus) if corpus is not None else str(download_corpus(default_corpus_cache()))
+    output_dir = Path(output_dir)
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=output_dir))
+    try:
+        with _quiet_datasets():
+            pairs, stats, vocabulary = _build(corpus, work, max_length, min_count, num_proc)
+            stats.update(_write_outputs(pairs, vocabulary, work, max_length, validation_size, test_size, seed))
+        stats.update(max_length=max_length, min_count=min_count, seed=seed)
+        stats.update(validation_size=validation_size, test_size=test_size)
+        (work / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(work / "cache")
+        _move_into(work, output_dir, ["dataset", "tokenizer", "stats.json"])  # stats.json last: it marks a build
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    if push_to_hub:
+        push_dataset(output_dir, push_to_hub, stats)
+    return stats
+
+
+CARD_TEXT = """# Cornell Movie-Dialogs pairs, filtered as in the PyTorch Chatbot Tutorial
+
+(query, response) pairs from the [Cornell Movie-Dialogs Corpus]({url}): each utterance and the next one in a
+conversation, normalized (lowercase, accents stripped, a space before `.`, `!` and `?`, everything but ASCII letters
+and `.!?` made a space), kept when both sides have fewer than {max_length} words, then trimmed of every pair that
+uses a word seen fewer than {min_count} times, as the tutorial does. Built by `data_scripts.build_dataset`.
+
+| step | pairs or words |
+|---|---|
+| pairs read | {pairs_read:,} |
+| pairs with both sides under {max_length} words | {pairs_within_max_length:,} |
+| distinct words in those | {words_counted:,} |
+| words kept (seen {min_count}+ times) | {words_kept:,} |
+| pairs kept | {pairs_kept:,} |
+| of which dropped for a side that normalizes to nothing | {pairs_empty_dropped:,} |
+
+The splits hold whole conversations (none is in two splits), shuffled with seed {seed}: train {train_pairs:,},
+validation {validation_pairs:,}, test {test_pairs:,} pairs.
+
+## Columns
+
+- `query`, `response`: the normalized texts;
+- `input_ids`, `labels`: their word ids followed by EOS (`</s>` = 2), unpadded, for the word-level tokenizer built
+  with them ({vocab_size:,} tokens: `<pad>` 0, `<s>` 1, `</s>` 2, `<unk>` 3, then the kept words);
+- `movie_id`, `conversation_id` (the conversation's position in `movie_conversations.txt`), `query_line_id` and
+  `response_line_id`: where each pair comes from.
+
+## Source
+
+Cristian Danescu-Niculescu-Mizil and Lillian Lee, *Chameleons in imagined conversations: A new approach to
+understanding coordination of linguistic style in dialogs*, Workshop on Cognitive Modeling and Computational
+Linguistics, ACL 2011. See the corpus's README for its terms of use.
+"""
+
+
+def push_dataset(output_dir: str | os.PathLike, repo_id: str, stats: dict[str, Any]) -> None:
+    """Pushes `OUT/dataset` to the Hub dataset repository `repo_id`, then completes its card.
+
+    `DatasetDict.push_to_hub` writes a README.md holding the data's YAML metadata (`configs`, `dataset_info`);
+    the card keeps that metadata and adds its own and the text above.
+    """
+    from datasets import load_from_disk
+    from huggingface_hub import DatasetCard
+
+    load_from_disk(str(Path(output_dir) / "dataset")).push_to_hub(repo_id, commit_message="Upload the dataset")
+    card = DatasetCard.load(repo_id, repo_type="dataset")
+    card.data.pretty_name = "Cornell Movie-Dialogs pairs (PyTorch Chatbot Tutorial filtering)"
+    card.data.language = ["en"]
+    card.data.task_categories = ["text-generation"]
+    card.data.tags = ["conversational", "chatbot", "cornell-movie-dialogs"]
+    card.text = CARD_TEXT.format(url=CORPUS_URL, **stats)
+    card.push_to_hub(repo_id, repo_type="dataset", commit_message="Add the dataset card")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")  # one line, not argparse's usage block
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m data_scripts.build_dataset",
+        description="Build the tutorial's filtered Cornell (query, response) pairs and word-level tokenizer.",
+    )
+    parser.add_argument(
+        "--corpus-dir",
+        help="The corpus folder or the official zip (default: download the official corpus into "
+        f"{default_corpus_cache()})",
+    )
+    parser.add_argument("--output-dir", required=True, help="Where to write dataset/, tokenizer/ and stats.json.")
+    parser.add_argument("--max-length", type=int, default=10, help="Keep pairs with fewer words a side (10).")
+    parser.add_argument("--min-count", type=int, default=3, help="Trim words seen fewer times, with their pairs (3).")
+    parser.add_argument("--validation-size", type=float, default=0.05, help="Share of conversations (0.05).")
+    parser.add_argument("--test-size", type=float, default=0.05, help="Share of conversations (0.05).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split by conversation (0).")
+    parser.add_argument("--num-proc", type=int, help="Processes for normalization (default: CPUs, on big corpora).")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the dataset and its card to the Hub.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; prints the stats as JSON. Bad input: one line on stderr, exit code 2; a failed push: 1."""
+    import datasets
+    from huggingface_hub.errors import HfHubHTTPError
+
+    args = _parser().parse_args(argv)
+    datasets.disable_progress_bars()  # the push's too: an error must stay one line
+    arguments = {key: value for key, value in vars(args).items() if key not in ("corpus_dir", "output_dir")}
+    arguments["push_to_hub"] = None
+    try:
+        stats = build_dataset(args.corpus_dir, args.output_dir, **arguments)
+    except (CorpusFormatError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.push_to_hub:
+        try:
+            push_dataset(args.output_dir, args.push_to_hub, stats)
+        except (HfHubHTTPError, OSError, ValueError) as error:
+            summary = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"error: built {args.output_dir}, but pushing it failed: {summary}", file=sys.stderr)
+            return 1
+    print(json.dumps(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

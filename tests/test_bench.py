@@ -1,0 +1,102 @@
+"""The benchmark scripts run end to end in --quick mode (tiny model, no corpus) and print the promised JSON.
+
+No timing is asserted: the CI machine is shared. The tutorial re-implementation is checked for the behaviour the
+benchmarks rely on.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+import tutorial_reference as tr  # noqa: E402
+
+
+def run_bench(script: str, *args: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", "--quick", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_tutorial_greedy_decoder_always_runs_max_length_steps():
+    torch.manual_seed(0)
+    model = tr.TutorialSeq2Seq(vocab_size=12, hidden_size=8, encoder_layers=1, decoder_layers=1).eval()
+    assert len(tr.greedy_decode(model, [5, 6, tr.EOS_ID])) == tr.MAX_LENGTH
+    assert tr.reply_text([5, tr.EOS_ID, 6, tr.PAD_ID], {5: "hello", 6: "there"}) == "hello there"
+
+
+def test_tutorial_train_step_lowers_the_loss_on_a_repeated_batch():
+    torch.manual_seed(0)
+    model = tr.TutorialSeq2Seq(vocab_size=12, hidden_size=16, encoder_layers=2, decoder_layers=2, dropout=0.0)
+    optimizers = model.optimizers(learning_rate=1e-2)
+    batch = tr.make_batch([([4, 5, 2], [6, 2]), ([7, 2], [8, 9, 10, 2]), ([4, 4, 4, 2], [11, 2])])
+    assert batch["input_seq"].shape == (4, 3) and batch["lengths"].tolist() == [4, 3, 2]
+    assert batch["mask"].sum() == 8 and batch["max_target_len"] == 4
+    losses = [tr.train_step(model, optimizers, batch) for _ in range(20)]
+    assert losses[-1] < losses[0]
+
+
+def test_tutorial_attention_rejects_unknown_methods():
+    with pytest.raises(ValueError, match="unknown attention method"):
+        tr.TutorialAttention("cosine", 8)
+
+
+def test_decoder_attention_mask_skips_padding_without_changing_the_loss():
+    """The speed path bench_train.py proposes: packing the decoder GRU by target length is exact on real tokens."""
+    from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = LuongGruForConditionalGeneration(LuongGruConfig(vocab_size=30, hidden_size=16, dropout=0.0))
+    input_ids = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0], [9, 10, 2, 0]])
+    labels = torch.tensor([[11, 12, 2, -100, -100], [13, 2, -100, -100, -100], [14, 15, 16, 17, 2]])
+    mask = labels.ne(-100)
+    plain = model(input_ids=input_ids, labels=labels)
+    packed = model(input_ids=input_ids, labels=labels, decoder_attention_mask=mask)
+    torch.testing.assert_close(packed.logits[mask], plain.logits[mask])
+    torch.testing.assert_close(packed.loss, plain.loss)
+    plain_grads = torch.autograd.grad(plain.loss, list(model.parameters()))
+    packed_grads = torch.autograd.grad(packed.loss, list(model.parameters()))
+    for plain_grad, packed_grad in zip(plain_grads, packed_grads, strict=True):
+        torch.testing.assert_close(packed_grad, plain_grad)
+
+
+@pytest.mark.slow
+def test_bench_train_quick():
+    result = run_bench("bench_train.py")
+    assert set(result["median_ms_per_iteration"]) >= {"ours", "ours_proposed", "ours_bf16_autocast", "tutorial"}
+    assert result["speedup_vs_tutorial (median of paired per-iteration ratios)"]["ours"] > 0
+    assert result["target_tokens_per_iteration"] > 0
+    assert result["useful_share_of_matmul_peak"]["ours"] > 0
+    stages = result["where_time_goes_ms_per_iteration"]["ours"]
+    assert set(stages) == {"encoder", "decoder_gru", "attention", "head_loss", "optimizer", "other"}
+
+
+@pytest.mark.slow
+def test_bench_chat_quick():
+    result = run_bench("bench_chat.py")
+    medians = result["median_ms_per_reply"]
+    assert set(medians) == {
+        "generate_greedy",
+        "generate_beam5_ngram3",
+        "lean_greedy",
+        "generate_greedy_int8",
+        "tutorial_greedy",
+    }
+    assert result["ratio_to_tutorial"]["tutorial_greedy"] == 1.0
+    assert len(result["replies"]["generate_greedy"]) == 10
+    assert 0 <= result["int8_quantization"]["replies_identical_to_fp32"] <= 10
