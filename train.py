@@ -588,7 +588,8 @@ def finish(trainer: LuongGruTrainer, model_args: ModelArguments, dataset_dir: st
     """On the main process: sample conversation, eval_results.json, model card, atomic final save, Hub push."""
     args = trainer.args
     evaluations = [log for log in trainer.state.log_history if "eval_nll" in log]
-    if evaluations and evaluations[-1]["step"] == trainer.state.global_step:  # already evaluated at the last step
+    already_evaluated = evaluations and evaluations[-1]["step"] == trainer.state.global_step
+    if already_evaluated and not args.load_best_model_at_end:  # else the weights may be an earlier checkpoint's
         eval_metrics = {key: value for key, value in evaluations[-1].items() if key.startswith("eval_")}
     else:
         eval_metrics = trainer.evaluate()

@@ -19,8 +19,6 @@ An untrained model never says EOS, so every route then runs all 10 steps; `--mod
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from typing import Any
@@ -207,13 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats = 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = run(args)
-    text = json.dumps(result, indent=2)
-    if args.output:
-        with open(args.output + ".tmp", "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.replace(args.output + ".tmp", args.output)
-    print(text)
+    bc.emit_json(run(args), args.output)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import statistics
@@ -47,6 +48,16 @@ def time_call(function: Callable[[], Any]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
+
+
+def emit_json(result: dict[str, Any], output: str | None) -> None:
+    """Prints the result as JSON and, with `output`, also writes it there (via a temporary file, then a rename)."""
+    text = json.dumps(result, indent=2)
+    if output:
+        with open(output + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        os.replace(output + ".tmp", output)
+    print(text)
 
 
 def median(values: list[float]) -> float:

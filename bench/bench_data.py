@@ -9,7 +9,7 @@ start-up and imports, as a user sees them, and its memory figures are its own:
 - `peak_pss_mb`: the peak of the summed proportional set size (PSS) over the process tree, sampled every 50 ms:
   the fair figure for a build with worker processes, whose shared pages RSS would count once per worker.
 
-    python bench/bench_data.py [--sample-dir DIR] [--scale 10] [--repeats 1] [--quick]
+    python bench/bench_data.py [--sample-dir DIR] [--scale 10] [--repeats 3] [--quick]
 
 `--quick` runs the same steps on a few hundred conversations of the sample (the test suite runs it); its timings
 mean nothing.
@@ -87,16 +87,17 @@ def measure_in_subprocess(command: list[str]) -> dict:
     return json.loads(result.stdout)
 
 
-def best_of(command: list[str], repeats: int) -> dict:
-    """The run with the lowest wall time among `repeats` runs (the machine may be shared)."""
-    return min((measure_in_subprocess(command) for _ in range(repeats)), key=lambda run: run["wall_s"])
+def median_run(command: list[str], repeats: int) -> dict:
+    """The run with the median wall time among `repeats` runs (its own figures, so that they belong together)."""
+    runs = sorted((measure_in_subprocess(command) for _ in range(repeats)), key=lambda run: run["wall_s"])
+    return {**runs[(len(runs) - 1) // 2], "all_wall_s": [run["wall_s"] for run in runs]}
 
 
 def compare(corpus: Path, work: Path, repeats: int) -> dict:
     """Ours and the tutorial's pipeline on one corpus: figures, ratios and whether their counts agree."""
     ours_command = [sys.executable, "-m", "data_scripts.build_dataset", "--corpus-dir", str(corpus)]
-    ours = best_of([*ours_command, "--output-dir", str(work / "ours")], repeats)
-    tutorial = best_of([sys.executable, "bench/tutorial_data_pipeline.py", str(corpus), str(work)], repeats)
+    ours = median_run([*ours_command, "--output-dir", str(work / "ours")], repeats)
+    tutorial = median_run([sys.executable, "bench/tutorial_data_pipeline.py", str(corpus), str(work)], repeats)
     return {
         "ours": ours,
         "tutorial": tutorial,
@@ -126,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     default_sample = os.environ.get("CORNELL_SAMPLE_DIR", str(REPO_ROOT.parent / "shared/data/cornell-sample"))
     parser.add_argument("--sample-dir", type=Path, default=Path(default_sample), help="The sample corpus folder.")
     parser.add_argument("--scale", type=float, default=10.0, help="Synthetic corpus size in full corpora (10).")
-    parser.add_argument("--repeats", type=int, default=1, help="Runs per measurement; the fastest is kept (1).")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per measurement; the median one is reported (3).")
     parser.add_argument("--quick", action="store_true", help="A tiny run for the tests; timings mean nothing.")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats = 1
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         work = Path(tmp)
         sample = args.sample_dir

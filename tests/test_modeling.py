@@ -218,6 +218,23 @@ def test_one_pass_teacher_forcing_equals_step_by_step(attention_type):
     assert (one_pass - torch.cat(steps, dim=1)).abs().max() <= 1e-5
 
 
+def test_decoder_attention_mask_skips_padding_without_changing_the_loss():
+    """train.py packs the decoder GRU by target length (decoder_attention_mask): exact on every real token."""
+    torch.manual_seed(0)
+    model = LuongGruForConditionalGeneration(LuongGruConfig(vocab_size=30, hidden_size=16, dropout=0.0))
+    input_ids = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0], [9, 10, 2, 0]])
+    labels = torch.tensor([[11, 12, 2, -100, -100], [13, 2, -100, -100, -100], [14, 15, 16, 17, 2]])
+    mask = labels.ne(-100)
+    plain = model(input_ids=input_ids, labels=labels)
+    packed = model(input_ids=input_ids, labels=labels, decoder_attention_mask=mask)
+    torch.testing.assert_close(packed.logits[mask], plain.logits[mask])
+    torch.testing.assert_close(packed.loss, plain.loss)
+    plain_grads = torch.autograd.grad(plain.loss, list(model.parameters()))
+    packed_grads = torch.autograd.grad(packed.loss, list(model.parameters()))
+    for plain_grad, packed_grad in zip(plain_grads, packed_grads, strict=True):
+        torch.testing.assert_close(packed_grad, plain_grad)
+
+
 def test_free_running_feeds_back_its_greedy_choice(tester):
     model = tester.create_model()
     inputs = tester.prepare_inputs()

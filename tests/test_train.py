@@ -343,6 +343,22 @@ def test_end_to_end_corpus_to_chat(tmp_path, capsys):
     assert replies == [turn["reply"] for turn in conversation]
 
 
+def test_load_best_model_at_end_reports_the_restored_model(tiny_dataset, tmp_path):
+    """With --load_best_model_at_end, eval_results.json describes the restored best checkpoint, not the last step."""
+    output_dir = tmp_path / "best"
+    argv = ["--dataset-dir", str(tiny_dataset), "--output-dir", str(output_dir), "--max_steps", "6"]
+    argv += ["--eval_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "8", "--hidden_size", "16"]
+    argv += ["--learning_rate", "0.5", "--disable_tqdm", "true"]  # a rate that makes the validation NLL go up
+    argv += ["--load_best_model_at_end", "--metric_for_best_model", "nll", "--greater_is_better", "false"]
+    assert train.main(argv) == 0
+
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    scheduled = [entry["eval_nll"] for entry in results["history"][:3]]  # steps 2, 4, 6; then the final evaluation
+    assert [entry["step"] for entry in results["history"]] == [2, 4, 6, 6]
+    assert min(scheduled) < scheduled[-1]  # the best checkpoint is not the last one
+    assert results["eval_nll"] == pytest.approx(min(scheduled), abs=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("CORNELL_SAMPLE_DIR"), reason="CORNELL_SAMPLE_DIR is not set")
 def test_the_readme_command_on_the_sample_corpus(tmp_path, capsys):
