@@ -69,7 +69,9 @@ def load_model_and_tokenizer(
             raise ModelLoadError(f"{path_or_hub_id}: expected a model folder (config.json, model.safetensors, ...)")
         if not os.path.isfile(os.path.join(path_or_hub_id, "config.json")):
             raise ModelLoadError(f"{path_or_hub_id}: no config.json here; expected a folder written by train.py")
-    elif not HUB_ID_PATTERN.match(path_or_hub_id):
+    elif not HUB_ID_PATTERN.match(path_or_hub_id) or os.path.isdir(path_or_hub_id.split("/")[0]):
+        # `runs/typo` matches the Hub's `user/name` form, but with a local `runs/` it is a mistyped folder: say so
+        # now rather than after the Hub client's retries.
         raise ModelLoadError(f"{path_or_hub_id}: no such model folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)

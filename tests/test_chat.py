@@ -127,6 +127,14 @@ def test_missing_or_bad_model_is_one_line_and_exit_2(tmp_path, monkeypatch, caps
     assert err.startswith("error: ") and str(path) in err and err.count("\n") == 1
 
 
+def test_mistyped_folder_that_looks_like_a_hub_id_fails_without_the_network(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)  # `runs/typo` has the Hub's `user/name` form, but `runs/` is a local folder
+    code, out, err = run_main(monkeypatch, capsys, ["runs/typo"], "hello\n")
+    assert code == 2 and out == ""
+    assert err == "error: runs/typo: no such model folder\n"
+
+
 def test_quantized_model_still_replies(tiny_model_dir, monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, [str(tiny_model_dir), "--quantize"], "hello?\ngoodbye\n")
     assert code == 0 and len(bot_lines(out)) == 2
