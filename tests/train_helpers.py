@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEPARATOR = " +++$+++ "
 SENTENCES = [
@@ -77,7 +79,7 @@ def run_python(
 ) -> subprocess.CompletedProcess:
     """Runs `python ARGS` from the repository root and captures its output.
 
-    The command gets its own process group, killed whole on timeout: torchrun's workers must not outlive the test.
+    On timeout the command and every process it started are killed: torchrun's workers must not outlive the test.
     """
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -91,6 +93,9 @@ def run_python(
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        # torchrun starts its workers in sessions of their own: kill them by ancestry, then the group.
+        for child in psutil.Process(process.pid).children(recursive=True):
+            child.kill()
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
         raise AssertionError(f"timed out after {timeout} s: {args}\n{stdout}\n{stderr}") from None
