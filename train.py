@@ -47,16 +47,9 @@ from modeling_seq2seq.modeling_luong_gru import shift_tokens_right
 logger = logging.getLogger("train")
 
 REPO_ROOT = Path(__file__).resolve().parent
-# The card template: beside this file in a checkout or editable install, under sys.prefix (setup.cfg's data_files)
-# in a regular install.
-MODEL_CARD_TEMPLATE = next(
-    (
-        path
-        for path in (REPO_ROOT / "model_card.md", Path(sys.prefix, "share", "luong-chatbot", "model_card.md"))
-        if path.is_file()
-    ),
-    REPO_ROOT / "model_card.md",
-)
+MODEL_CARD_TEMPLATE = REPO_ROOT / "model_card.md"  # beside this file in a checkout or an editable install
+if not MODEL_CARD_TEMPLATE.is_file():  # a regular install: setup.cfg's data_files put it under sys.prefix
+    MODEL_CARD_TEMPLATE = Path(sys.prefix, "share", "luong-chatbot", "model_card.md")
 CORNELL_DATASET_ID = "cornell-movie-dialog/cornell_movie_dialog"
 # Top-level files of the final model folder that go to the Hub: weights, config, generation config, tokenizer, model
 # card, results and the modeling code copied by `save_pretrained`. Not training_args.bin (a pickle) nor data/.
@@ -311,7 +304,10 @@ class LuongGruTrainer(Trainer):
                 return model(**inputs)
 
     @staticmethod
-    def _teacher_forced_nll(model: PreTrainedModel, input_ids, attention_mask, labels, **_) -> torch.Tensor:
+    def _teacher_forced_nll(
+        model: PreTrainedModel, input_ids, attention_mask, labels, skip_decoder_padding: bool = True, **_
+    ) -> torch.Tensor:
+        """The NLL of each real target token, teacher forced (`skip_decoder_padding=False`: bench_train's ablation)."""
         mask = labels.ne(-100)  # (B, T)
         config = model.config
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)  # (B, T)
@@ -319,7 +315,8 @@ class LuongGruTrainer(Trainer):
             input_ids=input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=mask,  # lets the decoder GRU skip the padding (bench/bench_train.py)
+            # Packs the decoder GRU so that it skips the padding (faster; bench/bench_train.py measures it).
+            decoder_attention_mask=mask if skip_decoder_padding else None,
             use_cache=False,
         ).last_hidden_state  # (B, T, H)
         logits = model.lm_head(features[mask])  # (N, V): the output layer only on real target tokens

@@ -32,10 +32,9 @@ from typing import Any
 
 import bench_common as bc  # also puts the repository root on sys.path
 import torch
-import torch.nn.functional as F
 import tutorial_reference as tr
 
-from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration, shift_tokens_right
+from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
 from train import LuongGruTrainer, LuongGruTrainingArguments
 
 Pair = tuple[list[int], list[int]]
@@ -73,19 +72,6 @@ def train_py_optimizer(model, workdir: str) -> torch.optim.Optimizer:
     return LuongGruTrainer.create_optimizer(SimpleNamespace(optimizer=None, model=model, args=args))
 
 
-def unpacked_nll(model, input_ids, attention_mask, labels) -> torch.Tensor:
-    """`LuongGruTrainer._teacher_forced_nll` without `decoder_attention_mask`: the decoder GRU reads the padding."""
-    mask = labels.ne(-100)  # (B, T)
-    config = model.config
-    decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)  # (B, T)
-    features = model.model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        decoder_input_ids=decoder_input_ids,
-    ).last_hidden_state  # (B, T, H)
-    return F.cross_entropy(model.lm_head(features[mask]).float(), labels[mask], reduction="none")  # (N,)
-
-
 def our_step(
     model,
     optimizer: torch.optim.Optimizer,
@@ -97,11 +83,11 @@ def our_step(
     """One training step as train.py takes it: the Trainer's teacher-forced NLL, backward, global clip, Adam.
 
     With `bf16`, the forward and the loss run under CPU autocast, as `train.py --bf16` does on a CPU through
-    accelerate. With `unpacked`, the loss comes from `unpacked_nll`.
+    accelerate. With `unpacked`, the decoder GRU also runs over the padding.
     """
-    nll = unpacked_nll if unpacked else LuongGruTrainer._teacher_forced_nll
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        token_nll = nll(model, **batch)  # (N,) over the real target tokens
+        # (N,) over the real target tokens
+        token_nll = LuongGruTrainer._teacher_forced_nll(model, **batch, skip_decoder_padding=not unpacked)
     loss = token_nll.sum() / token_nll.numel()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

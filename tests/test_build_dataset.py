@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote
 import pyarrow as pa
 import pytest
 from datasets import concatenate_datasets, load_from_disk
+from hub_helpers import file_response, read_commit
 from transformers import AutoTokenizer
 
 from data_scripts import build_dataset as build_module
@@ -383,39 +384,20 @@ class MockHub:
         return f"{len(self.commits):040x}"
 
     def commit(self, payload: bytes):
-        import base64
-
         import httpx2
 
-        items = [json.loads(line) for line in payload.splitlines() if line.strip()]
-        header = next(item["value"] for item in items if item["key"] == "header")
-        added = {
-            item["value"]["path"]: base64.b64decode(item["value"]["content"])
-            for item in items
-            if item["key"] == "file"
-        }
-        added.update(
-            {item["value"]["path"]: self.lfs[item["value"]["oid"]] for item in items if item["key"] == "lfsFile"}
-        )
+        summary, added = read_commit(payload, self.lfs)
         self.files.update(added)
-        self.commits.append({"message": header["summary"], "files": sorted(added)})
+        self.commits.append({"message": summary, "files": sorted(added)})
         url = f"https://huggingface.co/datasets/{REPO_ID}/commit/{self._sha()}"
         return httpx2.Response(200, json={"commitUrl": url, "commitOid": self._sha()})
 
     def resolve(self, method: str, filename: str):
-        import hashlib
-
         import httpx2
 
         if filename not in self.files:
             return httpx2.Response(404, headers={"X-Error-Code": "EntryNotFound"})
-        content = self.files[filename]
-        headers = {
-            "X-Repo-Commit": self._sha(),
-            "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
-            "Content-Length": str(len(content)),
-        }
-        return httpx2.Response(200, headers=headers, content=b"" if method == "HEAD" else content)
+        return file_response(method, self.files[filename], self._sha())
 
 
 def drive_push(corpus: str, output: str, report: str) -> None:

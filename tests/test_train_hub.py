@@ -5,7 +5,6 @@ which installs the mock with `huggingface_hub.set_client_factory`, trains and pu
 from the mock Hub with `trust_remote_code=True`, and writes what happened to a JSON report for the test to check.
 """
 
-import base64
 import hashlib
 import json
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_helpers import file_response, read_commit
 from safetensors.torch import load_file
 from train_helpers import REPO_ROOT, run_python, subprocess_env, tiny_run_flags, write_tiny_corpus
 
@@ -85,16 +85,10 @@ class MockHub:
     def commit(self, repo_id: str, payload: bytes):
         import httpx2
 
-        items = [json.loads(line) for line in payload.splitlines() if line.strip()]
-        header = next(item["value"] for item in items if item["key"] == "header")
-        added = {
-            item["value"]["path"]: base64.b64decode(item["value"]["content"])
-            for item in items
-            if item["key"] == "file"
-        }
+        summary, added = read_commit(payload)
         self.files[repo_id].update(added)
         self.oid = hashlib.sha1(payload).hexdigest()
-        self.commits.append({"repo_id": repo_id, "message": header["summary"], "files": sorted(added)})
+        self.commits.append({"repo_id": repo_id, "message": summary, "files": sorted(added)})
         url = f"https://huggingface.co/{repo_id}/commit/{self.oid}"
         return httpx2.Response(200, json={"commitUrl": url, "commitOid": self.oid})
 
@@ -105,13 +99,7 @@ class MockHub:
             return httpx2.Response(404, headers={"X-Error-Code": "RepoNotFound"})
         if filename not in self.files[repo_id]:
             return httpx2.Response(404, headers={"X-Error-Code": "EntryNotFound"})
-        content = self.files[repo_id][filename]
-        headers = {
-            "X-Repo-Commit": self.oid,
-            "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
-            "Content-Length": str(len(content)),
-        }
-        return httpx2.Response(200, headers=headers, content=b"" if method == "HEAD" else content)
+        return file_response(method, self.files[repo_id][filename], self.oid)
 
     def install(self) -> None:
         import httpx2
