@@ -27,7 +27,7 @@ import bench_common as bc  # also puts the repository root on sys.path
 import torch
 import tutorial_reference as tr
 
-from chat import TUTORIAL_PROMPTS, generate_replies, quantize_for_cpu
+from luong_chatbot.inference import TUTORIAL_PROMPTS, generate_replies, quantize_for_cpu
 
 
 def build_model(args: argparse.Namespace, workdir: str):
@@ -36,7 +36,7 @@ def build_model(args: argparse.Namespace, workdir: str):
 
     loaded = None if args.quick else bc.load_dataset_dir(args.dataset_dir, args.corpus_dir, workdir)
     if args.model:
-        from chat import load_model_and_tokenizer
+        from luong_chatbot.inference import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(args.model)
     else:

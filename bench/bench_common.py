@@ -137,7 +137,7 @@ def stage_times(step: Callable[[], Any], scopes: list[tuple[Any, str, str]], rep
 
 def quick_tokenizer():
     """A word-level tokenizer over the tutorial's prompts and replies, for `--quick` runs that need no corpus."""
-    from chat import TUTORIAL_PROMPTS
+    from luong_chatbot.inference import TUTORIAL_PROMPTS
     from modeling_seq2seq import LuongGruTokenizer
 
     replies = "hello . you re in a hospital i m lawyer fine no trying to help sorry san francisco know goodbye !"

@@ -34,8 +34,8 @@ import bench_common as bc  # also puts the repository root on sys.path
 import torch
 import tutorial_reference as tr
 
+from luong_chatbot.training import LuongGruTrainer, LuongGruTrainingArguments
 from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
-from train import LuongGruTrainer, LuongGruTrainingArguments
 
 Pair = tuple[list[int], list[int]]
 
@@ -47,7 +47,7 @@ def load_pairs(args: argparse.Namespace, workdir: str) -> tuple[list[Pair], int]
         if not args.quick:
             raise SystemExit("error: give --dataset-dir or --corpus-dir, or set CORNELL_SAMPLE_DIR")
         tokenizer = bc.quick_tokenizer()
-        from chat import TUTORIAL_PROMPTS
+        from luong_chatbot.inference import TUTORIAL_PROMPTS
 
         ids = [tokenizer(prompt)["input_ids"] for prompt in TUTORIAL_PROMPTS]
         return list(zip(ids, ids[1:] + ids[:1], strict=True)), len(tokenizer)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import chat
+from luong_chatbot import chat, inference
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Normalized words of the tutorial's prompts, plus a few replies: the tiny model's whole vocabulary.
@@ -48,25 +48,25 @@ def bot_lines(stdout: str) -> list[str]:
 
 
 def test_tutorial_prompts():
-    assert len(chat.TUTORIAL_PROMPTS) == 10
-    assert chat.TUTORIAL_PROMPTS[1] == "where am I?" and chat.TUTORIAL_PROMPTS[-1] == "goodbye"
+    assert len(inference.TUTORIAL_PROMPTS) == 10
+    assert inference.TUTORIAL_PROMPTS[1] == "where am I?" and inference.TUTORIAL_PROMPTS[-1] == "goodbye"
 
 
 def test_generate_replies_one_string_per_prompt(tiny_model_dir):
-    model, tokenizer = chat.load_model_and_tokenizer(str(tiny_model_dir))
-    replies = chat.generate_replies(model, tokenizer, chat.TUTORIAL_PROMPTS)
+    model, tokenizer = inference.load_model_and_tokenizer(str(tiny_model_dir))
+    replies = inference.generate_replies(model, tokenizer, inference.TUTORIAL_PROMPTS)
     assert len(replies) == 10 and all(isinstance(reply, str) for reply in replies)
     # An untrained model may say anything, but never a special token nor more than max_new_tokens words.
-    assert all("<" not in reply and len(reply.split()) <= chat.DEFAULT_MAX_NEW_TOKENS for reply in replies)
-    beams = chat.generate_replies(model, tokenizer, ["hello?"], num_beams=3, no_repeat_ngram_size=2)
+    assert all("<" not in reply and len(reply.split()) <= inference.DEFAULT_MAX_NEW_TOKENS for reply in replies)
+    beams = inference.generate_replies(model, tokenizer, ["hello?"], num_beams=3, no_repeat_ngram_size=2)
     assert len(beams) == 1
-    assert chat.generate_replies(model, tokenizer, []) == []
+    assert inference.generate_replies(model, tokenizer, []) == []
 
 
 def test_unknown_words_are_normalized_and_listed_once(tiny_model_dir):
-    _, tokenizer = chat.load_model_and_tokenizer(str(tiny_model_dir))
-    assert chat.unknown_words(tokenizer, "Where am I?") == []
-    assert chat.unknown_words(tokenizer, "Hello Zorg, zorg and Blarp!") == ["zorg", "and", "blarp"]
+    _, tokenizer = inference.load_model_and_tokenizer(str(tiny_model_dir))
+    assert inference.unknown_words(tokenizer, "Where am I?") == []
+    assert inference.unknown_words(tokenizer, "Hello Zorg, zorg and Blarp!") == ["zorg", "and", "blarp"]
 
 
 def test_scripted_chat_replies_once_per_line_and_stops_at_quit(tiny_model_dir, monkeypatch, capsys):

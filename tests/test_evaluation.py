@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import chat
-import evaluation
+from luong_chatbot import chat, evaluation, inference
 
 SAMPLE_DIR = os.environ.get("CORNELL_SAMPLE_DIR")
 needs_sample = pytest.mark.skipif(not SAMPLE_DIR, reason="CORNELL_SAMPLE_DIR is not set")
@@ -63,13 +62,15 @@ def test_evaluate_on_the_sample_writes_all_metrics(sample_model, tmp_path, capsy
     assert printed["loss"] > 0 and printed["perplexity"] == pytest.approx(math.exp(printed["loss"]))
     # An untrained model is close to uniform over the vocabulary.
     assert (
-        0.2 * printed["perplexity"] < printed["perplexity"] < 5 * len(chat.load_model_and_tokenizer(str(model_dir))[1])
+        0.2 * printed["perplexity"]
+        < printed["perplexity"]
+        < 5 * len(inference.load_model_and_tokenizer(str(model_dir))[1])
     )
     assert 0.0 <= printed["token_accuracy"] <= 1.0 and printed["tokens"] > 40
     assert 0.0 <= printed["bleu"] <= 100.0 and "tok:13a" in printed["bleu_signature"]
     assert 0.0 <= printed["distinct_1"] <= 1.0 and 0.0 <= printed["distinct_2"] <= 1.0
-    assert 0.0 <= printed["avg_reply_length"] <= chat.DEFAULT_MAX_NEW_TOKENS
-    assert [item["prompt"] for item in printed["tutorial_prompts"]] == chat.TUTORIAL_PROMPTS
+    assert 0.0 <= printed["avg_reply_length"] <= inference.DEFAULT_MAX_NEW_TOKENS
+    assert [item["prompt"] for item in printed["tutorial_prompts"]] == inference.TUTORIAL_PROMPTS
     assert all(isinstance(item["reply"], str) for item in printed["tutorial_prompts"])
 
 

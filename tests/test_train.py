@@ -18,9 +18,9 @@ from transformers import (
     TrainerCallback,
 )
 
-import train
-from chat import TUTORIAL_PROMPTS, generate_replies
 from data_scripts.build_dataset import build_dataset
+from luong_chatbot import training as train
+from luong_chatbot.inference import TUTORIAL_PROMPTS, generate_replies
 
 
 @pytest.fixture(autouse=True)

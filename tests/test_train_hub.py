@@ -111,7 +111,7 @@ class MockHub:
 def push(dataset_dir: str, output_dir: str, hub_dir: str) -> None:
     """Subprocess 1: trains and pushes through the mock, then saves what the Hub received and a report."""
     sys.path.insert(0, str(REPO_ROOT))
-    import train
+    from luong_chatbot import training as train
 
     hub = MockHub()
     hub.install()

@@ -17,7 +17,7 @@ from data_scripts.build_dataset import build_dataset
 # train.main in a process that stalls right after saving checkpoint-4, so that the test can SIGKILL it there.
 STALL_AFTER_CHECKPOINT_4 = """
 import sys, time
-import train
+from luong_chatbot import training as train
 from transformers import TrainerCallback
 
 class Stall(TrainerCallback):

@@ -1,6 +1,6 @@
 """Held-out evaluation of a trained chatbot: the metric the tutorial never reports.
 
-    python -m chat evaluate runs/sample --dataset-dir runs/sample/data [--split test] [--output eval.json]
+    luong-evaluate runs/sample --dataset-dir runs/sample/data [--split test] [--output eval.json]
 
 Prints (and with `--output`, writes) one JSON object with:
 - teacher-forced `loss` (token-mean NLL over the non-pad target tokens), `perplexity` and `token_accuracy`;
@@ -26,16 +26,13 @@ from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from chat import (
+from .cli import OneLineErrorParser, add_decoding_arguments, generate_kwargs_from_args, quiet_transformers
+from .inference import (
     DEFAULT_MAX_NEW_TOKENS,
     TUTORIAL_PROMPTS,
     ModelLoadError,
-    OneLineErrorParser,
-    add_decoding_arguments,
-    generate_kwargs_from_args,
     generate_replies,
     load_model_and_tokenizer,
-    quiet_transformers,
 )
 
 
@@ -183,9 +180,7 @@ def write_json_atomically(data: dict[str, Any], path: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
-        prog="python -m chat evaluate", description="Evaluate a trained chatbot on a held-out split."
-    )
+    parser = OneLineErrorParser(prog="luong-evaluate", description="Evaluate a trained chatbot on a held-out split.")
     parser.add_argument("model", help="A model folder written by train.py, or a Hub repository id.")
     parser.add_argument("--dataset-dir", required=True, help="A folder written by data_scripts.build_dataset.")
     parser.add_argument("--split", default="test", help="Which split to evaluate (default: test).")

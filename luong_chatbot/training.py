@@ -1,0 +1,696 @@
+"""Train the GRU encoder-decoder chatbot with the Hugging Face `Trainer`, using the PyTorch Chatbot Tutorial's recipe.
+
+One command gets the data, trains, evaluates, saves a loadable model folder and prints a sample conversation:
+
+    python train.py --corpus-dir data/cornell-sample --output-dir runs/sample
+
+Options come from the dataclasses below (every default with its reason) plus every `transformers.TrainingArguments`
+flag; a single `.json` or `.yaml` file holding the same keys works too: `python train.py recipe.yaml`.
+"""
+
+import gc
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+import yaml
+from transformers import (
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    EvalPrediction,
+    HfArgumentParser,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import HubStrategy, IntervalStrategy, SchedulerType
+from transformers.training_args import OptimizerNames
+
+from data_scripts.build_dataset import build_dataset
+from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
+from modeling_seq2seq.modeling_luong_gru import shift_tokens_right
+
+from .inference import TUTORIAL_PROMPTS, generate_replies
+
+logger = logging.getLogger("train")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_CARD_TEMPLATE = REPO_ROOT / "model_card.md"  # at the top of a checkout or an editable install
+if not MODEL_CARD_TEMPLATE.is_file():  # a regular install: setup.cfg's data_files put it under sys.prefix
+    MODEL_CARD_TEMPLATE = Path(sys.prefix, "share", "luong-chatbot", "model_card.md")
+CORNELL_DATASET_ID = "cornell-movie-dialog/cornell_movie_dialog"
+# Top-level files of the final model folder that go to the Hub: weights, config, generation config, tokenizer, model
+# card, results and the modeling code copied by `save_pretrained`. Not training_args.bin (a pickle) nor data/.
+HUB_FILE_SUFFIXES = (".safetensors", ".json", ".py", ".md")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments: every default on one screen, with its reason.
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass
+class DataArguments:
+    _argument_group_name = "data (a built dataset, or the corpus to build it from)"
+
+    dataset_dir: str | None = field(
+        default=None,
+        metadata={"help": "A folder written by data_scripts.build_dataset (dataset/, tokenizer/, stats.json)."},
+    )
+    corpus_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Cornell corpus (folder or the official zip): build the dataset from it first. With neither "
+            "this nor --dataset-dir, the official corpus is downloaded."
+        },
+    )
+    build_dir: str | None = field(
+        default=None, metadata={"help": "Where --corpus-dir builds the dataset. Defaults to OUTPUT_DIR/data."}
+    )
+    max_length: int = field(default=10, metadata={"help": "Tutorial's MAX_LENGTH: keep pairs of at most 9 words."})
+    min_count: int = field(default=3, metadata={"help": "Tutorial's MIN_COUNT: drop pairs with rarer words."})
+
+
+@dataclass
+class ModelArguments:
+    _argument_group_name = "model (the tutorial's configuration)"
+
+    hidden_size: int = field(default=500, metadata={"help": "Tutorial's hidden_size (also the embedding size)."})
+    encoder_layers: int = field(default=2, metadata={"help": "Tutorial's encoder_n_layers."})
+    decoder_layers: int = field(default=2, metadata={"help": "Tutorial's decoder_n_layers."})
+    dropout: float = field(default=0.1, metadata={"help": "Tutorial's dropout."})
+    attention_type: Literal["dot", "general", "concat"] = field(
+        default="dot", metadata={"help": "Tutorial's attn_model: the Luong score function."}
+    )
+
+
+@dataclass
+class LuongGruTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the tutorial's recipe as defaults, plus its teacher-forcing and decoder-lr ratios."""
+
+    output_dir: str = field(metadata={"help": "Where checkpoints, the final model and its model card go."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Tutorial's batch_size."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Any size gives the same token NLL."})
+    max_steps: int = field(default=4000, metadata={"help": "Tutorial's n_iteration."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Tutorial's encoder learning_rate."})
+    decoder_lr_ratio: float = field(
+        default=5.0, metadata={"help": "Tutorial's decoder_learning_ratio: decoder lr = learning_rate x this."}
+    )
+    lr_scheduler_type: SchedulerType | str = field(
+        default="constant", metadata={"help": "The tutorial has no schedule."}
+    )
+    max_grad_norm: float = field(
+        default=50.0, metadata={"help": "Tutorial's clip (it clips encoder and decoder separately; this is global)."}
+    )
+    teacher_forcing_ratio: float = field(
+        default=1.0, metadata={"help": "Tutorial's teacher_forcing_ratio: chance a batch is teacher forced."}
+    )
+    save_steps: float = field(default=500, metadata={"help": "Tutorial's save_every."})
+    eval_strategy: IntervalStrategy | str = field(
+        default="steps", metadata={"help": "A held-out metric at every checkpoint."}
+    )
+    eval_steps: float | None = field(default=500, metadata={"help": "Validation loss/perplexity every N steps."})
+    logging_steps: float = field(default=100, metadata={"help": "Average training loss over N steps, then log."})
+    seed: int = field(default=0, metadata={"help": "Seeds init, dropout, data order and teacher forcing draws."})
+    hub_strategy: HubStrategy | str = field(
+        default="end", metadata={"help": "Push only the final model (with its card), not every checkpoint."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "Every parameter is used at every step, so DDP need not search."}
+    )
+
+    def __post_init__(self):
+        if not torch.cuda.is_available() and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or self.bf16):
+            # accelerate sets up gloo data parallelism, and CPU bf16 autocast, only with use_cpu: without it each
+            # process would train alone, and --bf16 would be refused.
+            self.use_cpu = True
+        super().__post_init__()
+        if not 0.0 <= self.teacher_forcing_ratio <= 1.0:
+            raise ValueError(f"--teacher_forcing_ratio must be in [0, 1], got {self.teacher_forcing_ratio}")
+        if self.decoder_lr_ratio <= 0:
+            raise ValueError(f"--decoder_lr_ratio must be positive, got {self.decoder_lr_ratio}")
+        if self.optim not in (OptimizerNames.ADAMW_TORCH, OptimizerNames.ADAMW_TORCH_FUSED):
+            raise ValueError(f"--optim {self.optim.value} is not supported: the recipe always uses torch.optim.Adam")
+
+
+class UsageError(Exception):
+    """Bad user input: reported as one line and exit code 2."""
+
+
+class _OneLineErrorParser(HfArgumentParser):
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, LuongGruTrainingArguments]:
+    """Parses the command line, or a single `.json`/`.yaml` file holding the same keys."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _OneLineErrorParser((DataArguments, ModelArguments, LuongGruTrainingArguments), prog="train.py")
+    config_file = argv[0] if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) else None
+    try:
+        if config_file is None:
+            *parsed, unknown = parser.parse_args_into_dataclasses(
+                args=argv, look_for_args_file=False, return_remaining_strings=True
+            )
+            if unknown:
+                raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+            return tuple(parsed)
+        if not os.path.isfile(config_file):
+            raise UsageError(f"{config_file}: no such file")
+        if config_file.endswith(".json"):
+            return parser.parse_json_file(config_file)
+        return parser.parse_yaml_file(config_file)
+    except (ValueError, TypeError, yaml.YAMLError) as error:  # bad values or keys, from the dataclasses or the file
+        message = " ".join(str(error).split())
+        raise UsageError(f"{config_file}: {message}" if config_file else message) from error
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The Trainer subclass: the tutorial's loss and optimizer.
+# ---------------------------------------------------------------------------------------------------------------------
+def optimizer_param_groups(model: PreTrainedModel, learning_rate: float, decoder_lr_ratio: float) -> list[dict]:
+    """Splits the trainable parameters into the tutorial's encoder and decoder optimizers, as two Adam groups.
+
+    The tutorial gives the shared embedding to both of its optimizers, so it gets two Adam updates per step (at lr
+    and at lr x ratio). Here it sits only in the decoder group: one update at the larger rate, the closer choice.
+
+    Args:
+        model (`PreTrainedModel`): the model; `get_encoder()` must return its encoder module.
+        learning_rate (`float`): the encoder group's learning rate.
+        decoder_lr_ratio (`float`): the decoder group's learning rate is `learning_rate * decoder_lr_ratio`.
+
+    Returns:
+        `list[dict]`: `[encoder group, decoder group]`, each parameter in exactly one, for `torch.optim.Adam`.
+    """
+    encoder = model.get_encoder()
+    if encoder is model or encoder is model.base_model:
+        raise ValueError(f"{type(model).__name__}.get_encoder() did not find an encoder module")
+    embedding = model.get_input_embeddings().weight
+    encoder_ids = {id(p) for p in encoder.parameters()} - {id(embedding)}
+    trainable = [p for p in model.parameters() if p.requires_grad]  # parameters() lists a shared tensor once
+    return [
+        {"name": "encoder", "params": [p for p in trainable if id(p) in encoder_ids], "lr": learning_rate},
+        {
+            "name": "decoder",
+            "params": [p for p in trainable if id(p) not in encoder_ids],
+            "lr": learning_rate * decoder_lr_ratio,
+        },
+    ]
+
+
+@contextmanager
+def _forward_runs(module: torch.nn.Module, function):
+    """Temporarily makes `function` the module's forward, so a wrapper calling the module ends up running it."""
+    previous = module.__dict__.get("forward")  # accelerate may have set an instance-level forward already
+    module.forward = function
+    try:
+        yield
+    finally:
+        if previous is None:
+            del module.forward
+        else:
+            module.forward = previous
+
+
+class LuongGruTrainer(Trainer):
+    """`Trainer` with the tutorial's masked NLL, teacher-forcing draw and two-rate Adam.
+
+    Overrides only `compute_loss` (the loss) and `create_optimizer` (the parameter groups). The loss of each
+    micro-batch is the sum of its token NLLs divided by `num_items_in_batch`, the number of target tokens in the whole
+    accumulated (and, with several processes, gathered) batch, so gradient accumulation and data parallelism give the
+    gradient of the token-mean NLL of the full batch.
+    """
+
+    # compute_loss divides by num_items_in_batch itself, so training_step must not divide again by the accumulation.
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The model's forward takes no loss kwargs; this makes the Trainer count the target tokens of each accumulated
+        # batch (across processes too) and hand the count to compute_loss as num_items_in_batch.
+        self.model_accepts_loss_kwargs = True
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The tutorial's Adam (no decoupled weight decay), with the decoder group at `lr * decoder_lr_ratio`."""
+        if self.optimizer is None:
+            groups = optimizer_param_groups(
+                self.model if model is None else model, self.args.learning_rate, self.args.decoder_lr_ratio
+            )
+            self.optimizer = torch.optim.Adam(
+                groups,
+                lr=self.args.learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+                weight_decay=self.args.weight_decay,
+                # One kernel over all parameters instead of a loop of small ops: the same update, faster.
+                fused=self.args.device.type in ("cpu", "cuda"),
+            )
+        return self.optimizer
+
+    def teacher_forcing_this_step(self) -> bool:
+        """Draws the tutorial's once-per-batch teacher-forcing coin for the current optimizer step.
+
+        The draw is a function of (seed, step): every micro-batch and every process of a step agree, and a resumed
+        run repeats the draws of an uninterrupted one without any RNG state in the checkpoint.
+        """
+        ratio = self.args.teacher_forcing_ratio
+        return ratio >= 1.0 or random.Random(f"{self.args.seed}:{self.state.global_step}").random() < ratio
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Masked NLL of the target tokens, teacher forced or fed with the model's own greedy output.
+
+        Evaluation is always teacher forced. With `return_outputs`, the outputs hold `token_nll` (B, T), the NLL of
+        each target token (0 at padding), from which `token_perplexity` computes the exact token-weighted metrics.
+        """
+        labels = inputs["labels"]  # (B, T), -100 at padding
+        mask = labels.ne(-100)  # (B, T)
+        teacher_forced = not model.training or self.teacher_forcing_this_step()
+        step = self._teacher_forced_nll if teacher_forced else self._free_running_nll
+        token_nll = self._run_through_wrapper(model, step, **inputs)  # (N,), N = mask.sum()
+        if num_items_in_batch is None:
+            loss = token_nll.sum() / mask.sum().clamp(min=1)
+        else:
+            loss = token_nll.sum() / num_items_in_batch
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                # num_items_in_batch counts the tokens of all processes while DDP averages their gradients.
+                loss = loss * self.args.world_size
+        if not return_outputs:
+            return loss
+        return loss, {"token_nll": torch.zeros_like(labels, dtype=token_nll.dtype).masked_scatter(mask, token_nll)}
+
+    def _run_through_wrapper(self, model: torch.nn.Module, step, **inputs) -> torch.Tensor:
+        unwrapped = self.accelerator.unwrap_model(model)
+        with self.accelerator.autocast():
+            if model is unwrapped:
+                return step(unwrapped, **inputs)
+            # DDP all-reduces gradients only in a backward whose forward ran through its wrapper: route `step` there.
+            with _forward_runs(unwrapped, lambda **kwargs: step(unwrapped, **kwargs)):
+                return model(**inputs)
+
+    @staticmethod
+    def _teacher_forced_nll(
+        model: PreTrainedModel, input_ids, attention_mask, labels, skip_decoder_padding: bool = True, **_
+    ) -> torch.Tensor:
+        """The NLL of each real target token, teacher forced (`skip_decoder_padding=False`: bench_train's ablation)."""
+        mask = labels.ne(-100)  # (B, T)
+        config = model.config
+        decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)  # (B, T)
+        features = model.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            # Packs the decoder GRU so that it skips the padding (faster; bench/bench_train.py measures it).
+            decoder_attention_mask=mask if skip_decoder_padding else None,
+            use_cache=False,
+        ).last_hidden_state  # (B, T, H)
+        logits = model.lm_head(features[mask])  # (N, V): the output layer only on real target tokens
+        return F.cross_entropy(logits.float(), labels[mask], reduction="none")  # (N,)
+
+    @staticmethod
+    def _free_running_nll(model: PreTrainedModel, input_ids, attention_mask, labels, **_) -> torch.Tensor:
+        mask = labels.ne(-100)  # (B, T)
+        logits = model.forward_free_running(input_ids, attention_mask, max_target_length=labels.size(1))  # (B, T, V)
+        return F.cross_entropy(logits[mask].float(), labels[mask], reduction="none")  # (N,)
+
+
+def token_perplexity(eval_prediction: EvalPrediction) -> dict[str, float]:
+    """Token-weighted validation NLL and perplexity from the per-token NLLs returned by `compute_loss`.
+
+    (The Trainer's own `eval_loss` is the mean of per-batch means, which weighs short batches more.)
+    """
+    token_nll, labels = eval_prediction.predictions, eval_prediction.label_ids  # (N_examples, T) each
+    nll = float(token_nll[labels != -100].astype("float64").mean())
+    return {"nll": nll, "perplexity": math.exp(nll)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints and the final model folder.
+# ---------------------------------------------------------------------------------------------------------------------
+def checkpoint_is_complete(path: str | os.PathLike) -> bool:
+    """Whether a `checkpoint-N` folder was fully written.
+
+    The Trainer writes a checkpoint in place, in this order: config and weights, optimizer and scheduler, RNG states,
+    and last `trainer_state.json`. A run killed mid-save leaves a folder without a readable `trainer_state.json`.
+    """
+    try:
+        json.loads(Path(path, "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return Path(path, "model.safetensors").is_file() and Path(path, "config.json").is_file()
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """Turns `--resume_from_checkpoint` (a path, `True` for the latest complete one, or unset) into a path."""
+    if resume_from_checkpoint is None or resume_from_checkpoint.lower() in ("false", "none", ""):
+        return None
+    if resume_from_checkpoint.lower() != "true":
+        if not checkpoint_is_complete(resume_from_checkpoint):
+            raise UsageError(
+                f"{resume_from_checkpoint}: not a complete checkpoint (no readable trainer_state.json or weights)"
+            )
+        return resume_from_checkpoint
+    steps = sorted(
+        (int(p.name.split("-")[1]), p)
+        for p in Path(output_dir).glob("checkpoint-*")
+        if p.is_dir() and p.name.split("-")[1].isdigit()
+    )
+    for _, path in reversed(steps):
+        if checkpoint_is_complete(path):
+            return str(path)
+        logger.warning("Skipping %s: it was cut off while being written (no readable trainer_state.json)", path)
+    raise UsageError(f"{output_dir}: no complete checkpoint-N folder to resume from")
+
+
+def commit_folder_contents(staging: str, output_dir: str) -> None:
+    """Moves the files of `staging` into `output_dir` so that a crash never leaves a loadable mix of old and new.
+
+    `from_pretrained` needs config.json: the old one goes first and the new one comes last, so a crash in between
+    leaves a folder that fails to load loudly rather than old weights with a new config (or the reverse).
+    """
+    config = os.path.join(output_dir, "config.json")
+    if os.path.exists(config):
+        os.remove(config)
+    for name in sorted(os.listdir(staging), key=lambda name: name == "config.json"):  # save_pretrained writes files
+        os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
+    os.rmdir(staging)
+
+
+def save_final_model(trainer: LuongGruTrainer, extra_files: dict[str, str]) -> None:
+    """Writes the model, tokenizer, modeling code and `extra_files` (name -> text) into the output folder, atomically.
+
+    Everything is written into a temporary folder beside the checkpoints, then moved in by `commit_folder_contents`.
+    """
+    output_dir = trainer.args.output_dir
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    for stale in Path(output_dir).glob(".final-model-*"):  # left by a run killed while saving
+        shutil.rmtree(stale)
+    staging = tempfile.mkdtemp(prefix=".final-model-", dir=output_dir)
+    model.save_pretrained(staging)  # with the modeling code and auto_map (see build_model)
+    trainer.processing_class.save_pretrained(staging)
+    for name, text in extra_files.items():
+        Path(staging, name).write_text(text, encoding="utf-8")
+    commit_folder_contents(staging, output_dir)
+    logger.info("Saved the final model to %s", output_dir)
+
+
+def push_final_model(output_dir: str, args: LuongGruTrainingArguments, commit_message: str):
+    """Pushes the final model's top-level files (see `HUB_FILE_SUFFIXES`) to `args.hub_model_id` in one commit."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=args.hub_token)
+    repo_id = api.create_repo(args.hub_model_id, private=args.hub_private_repo, exist_ok=True).repo_id
+    operations = [
+        CommitOperationAdd(path_in_repo=entry.name, path_or_fileobj=entry.path)
+        for entry in sorted(os.scandir(output_dir), key=lambda entry: entry.name)
+        if entry.is_file() and entry.name.endswith(HUB_FILE_SUFFIXES)
+    ]
+    info = api.create_commit(repo_id, operations, commit_message=commit_message, revision=args.hub_revision)
+    logger.info("Pushed %d files to %s", len(operations), info.commit_url)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model card.
+# ---------------------------------------------------------------------------------------------------------------------
+def render_model_card(
+    model_name: str,
+    repo_id: str,
+    eval_metrics: dict[str, float],
+    conversation: list[dict[str, str]],
+    hyperparameters: dict[str, Any],
+    training: dict[str, Any],
+    dataset_stats: dict[str, Any],
+) -> str:
+    """Renders `model_card.md` with YAML metadata (license, language, library, tags, datasets, model-index).
+
+    Args:
+        model_name (`str`): the model's name in the card and its model-index.
+        repo_id (`str`): what the usage snippet passes to `from_pretrained` (a Hub id or a local folder).
+        eval_metrics (`dict[str, float]`): the final validation metrics (`eval_nll`, `eval_perplexity`, ...).
+        conversation (`list[dict[str, str]]`): the sample conversation, `{"prompt": ..., "reply": ...}` items.
+        hyperparameters (`dict[str, Any]`): name -> value, shown as a table.
+        training (`dict[str, Any]`): steps, final training loss, wall time and device.
+        dataset_stats (`dict[str, Any]`): the builder's stats.json (empty if unknown).
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    common = {
+        "task_type": "text2text-generation",
+        "task_name": "Dialogue response generation",
+        "dataset_type": CORNELL_DATASET_ID,
+        "dataset_name": "Cornell Movie-Dialogs Corpus",
+        "dataset_split": "validation",
+    }
+    card_data = ModelCardData(
+        model_name=model_name,
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text2text-generation",
+        tags=["seq2seq", "gru", "luong-attention", "chatbot", "pytorch-chatbot-tutorial", "luong_gru"],
+        datasets=[CORNELL_DATASET_ID],
+        metrics=["perplexity"],
+        eval_results=[
+            EvalResult(**common, metric_type="perplexity", metric_value=round(eval_metrics["eval_perplexity"], 3)),
+            EvalResult(
+                **common, metric_type="loss", metric_name="Token NLL", metric_value=round(eval_metrics["eval_nll"], 4)
+            ),
+        ],
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(MODEL_CARD_TEMPLATE),
+        repo_id=repo_id,
+        eval_metrics=eval_metrics,
+        conversation=conversation,
+        hyperparameters=hyperparameters,
+        training=training,
+        dataset_stats=dataset_stats,
+        model_name=model_name,
+    )
+    return str(card).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------------------------------
+def _dataset_is_built(build_dir: str, data_args: DataArguments) -> bool:
+    try:
+        stats = json.loads(Path(build_dir, "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    built_with = {key: stats.get(key) for key in ("max_length", "min_count")}
+    return built_with == {"max_length": data_args.max_length, "min_count": data_args.min_count}
+
+
+def prepare_dataset_dir(data_args: DataArguments, training_args: LuongGruTrainingArguments) -> str:
+    """Returns the built dataset's folder, first building it from `--corpus-dir` (or the downloaded corpus)."""
+    if data_args.dataset_dir is not None:
+        if data_args.corpus_dir is not None:
+            raise UsageError("give --dataset-dir (a built dataset) or --corpus-dir (the raw corpus), not both")
+        return data_args.dataset_dir
+    if data_args.corpus_dir is not None and not os.path.exists(data_args.corpus_dir):
+        raise UsageError(f"{data_args.corpus_dir}: no such corpus folder or zip")
+    build_dir = data_args.build_dir or os.path.join(training_args.output_dir, "data")
+    # One process per machine builds it while the others wait, then all load it.
+    with training_args.main_process_first(desc="building the dataset"):
+        if training_args.local_process_index == 0 and not _dataset_is_built(build_dir, data_args):
+            try:  # without a corpus, build_dataset downloads the official one (once, into ~/.cache/luong-chatbot)
+                stats = build_dataset(
+                    data_args.corpus_dir, build_dir, max_length=data_args.max_length, min_count=data_args.min_count
+                )
+            except ValueError as error:  # a malformed corpus, a failed download, bad sizes: CorpusFormatError & co
+                raise UsageError(str(error)) from error
+            logger.info("Built the dataset in %s: %s", build_dir, json.dumps(stats))
+    return build_dir
+
+
+def load_data(dataset_dir: str):
+    """Loads the train and validation splits (token ids only) and the tokenizer of a built dataset."""
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        dataset = load_from_disk(os.path.join(dataset_dir, "dataset"))
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(dataset_dir, "tokenizer"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{dataset_dir}: not a dataset built by data_scripts.build_dataset ({error})") from error
+    if not isinstance(dataset, DatasetDict) or not {"train", "validation"} <= set(dataset):
+        raise UsageError(f"{dataset_dir}/dataset: expected a DatasetDict with train and validation splits")
+    columns = ["input_ids", "labels"]  # the text and id columns would only be dropped by the Trainer
+    return dataset["train"].select_columns(columns), dataset["validation"].select_columns(columns), tokenizer
+
+
+def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditionalGeneration:
+    config = LuongGruConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=model_args.hidden_size,
+        encoder_layers=model_args.encoder_layers,
+        decoder_layers=model_args.decoder_layers,
+        dropout=model_args.dropout,
+        attention_type=model_args.attention_type,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+    )
+    # `import modeling_seq2seq` marked these classes for register_for_auto_class: save_pretrained copies the modeling
+    # files and writes auto_map, so the saved folder (and its Hub copy) loads with trust_remote_code=True.
+    return LuongGruForConditionalGeneration(config)
+
+
+def describe_run(trainer: LuongGruTrainer, model_args: ModelArguments) -> dict[str, Any]:
+    """The hyperparameters shown in the model card."""
+    args = trainer.args
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    batch = args.per_device_train_batch_size
+    return {
+        "batch size (per device x processes x accumulation)": (
+            f"{batch} x {args.world_size} x {args.gradient_accumulation_steps} = "
+            f"{batch * args.world_size * args.gradient_accumulation_steps}"
+        ),
+        "training steps": args.max_steps,
+        "optimizer": f"Adam(betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon}, "
+        f"weight_decay={args.weight_decay})",
+        "learning rate: encoder": args.learning_rate,
+        "learning rate: decoder, shared embedding, output layer": args.learning_rate * args.decoder_lr_ratio,
+        "learning-rate schedule": str(args.lr_scheduler_type.value),
+        "gradient clipping (global norm)": args.max_grad_norm,
+        "teacher forcing ratio": args.teacher_forcing_ratio,
+        "hidden size": model_args.hidden_size,
+        "encoder / decoder GRU layers": f"{model_args.encoder_layers} / {model_args.decoder_layers}",
+        "dropout": model_args.dropout,
+        "attention": model_args.attention_type,
+        "vocabulary (with 4 special tokens)": model.config.vocab_size,
+        "parameters": f"{model.num_parameters():,}",
+        "checkpoint every (steps)": args.save_steps,
+        "seed": args.seed,
+    }
+
+
+def finish(trainer: LuongGruTrainer, model_args: ModelArguments, dataset_dir: str, train_metrics: dict) -> None:
+    """On the main process: sample conversation, eval_results.json, model card, atomic final save, Hub push."""
+    args = trainer.args
+    evaluations = [log for log in trainer.state.log_history if "eval_nll" in log]
+    already_evaluated = evaluations and evaluations[-1]["step"] == trainer.state.global_step
+    if already_evaluated and not args.load_best_model_at_end:  # else the weights may be an earlier checkpoint's
+        eval_metrics = {key: value for key, value in evaluations[-1].items() if key.startswith("eval_")}
+    else:
+        eval_metrics = trainer.evaluate()
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    replies = generate_replies(model, trainer.processing_class, TUTORIAL_PROMPTS)
+    conversation = [
+        {"prompt": prompt, "reply": reply} for prompt, reply in zip(TUTORIAL_PROMPTS, replies, strict=True)
+    ]
+    logger.info("Sample conversation: %s", json.dumps(conversation))
+    history = [log for log in trainer.state.log_history if "eval_nll" in log]  # now with the final evaluation
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    training = {
+        "steps": trainer.state.global_step,
+        "final_training_loss": losses[-1] if losses else None,
+        "runtime_s": round(train_metrics.get("train_runtime", float("nan")), 1),
+        "device": f"{args.world_size} x {args.device.type}",
+    }
+    stats_path = Path(dataset_dir, "stats.json")
+    card = render_model_card(
+        model_name=(args.hub_model_id or Path(args.output_dir).resolve().name).split("/")[-1],
+        repo_id=args.hub_model_id or args.output_dir,
+        eval_metrics=eval_metrics,
+        conversation=conversation,
+        hyperparameters=describe_run(trainer, model_args),
+        training=training,
+        dataset_stats=json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {},
+    )
+    results = {"step": trainer.state.global_step, **eval_metrics, "history": history}
+    save_final_model(
+        trainer,
+        {
+            "eval_results.json": json.dumps(results, indent=2) + "\n",
+            "sample_conversation.json": json.dumps(conversation, indent=2) + "\n",
+            "README.md": card,
+        },
+    )
+    print(f"\nValidation perplexity {eval_metrics['eval_perplexity']:.2f} after {trainer.state.global_step} steps.")
+    print("Sample conversation (greedy replies to the tutorial's prompts):")
+    for turn in conversation:
+        print(f"> {turn['prompt']}\nBot: {turn['reply']}")
+    if args.push_to_hub:
+        message = f"Step {trainer.state.global_step}: validation perplexity {eval_metrics['eval_perplexity']:.2f}"
+        push_final_model(args.output_dir, args, message)
+
+
+def release_ddp_wrapper(trainer: LuongGruTrainer) -> None:
+    """Frees the DDP wrapper while the process group is still registered, so that `trainer.end()` frees the group.
+
+    Otherwise the wrapper's reducer drops the last reference to the gloo group at interpreter exit, from a destructor
+    that holds the GIL; the group's destructor then waits for gloo's worker thread, which waits for the GIL to free
+    its last tensor: a deadlock (pytorch/pytorch#56297) that hung about a third of the `torchrun` test's runs here.
+    Freed now, the reducer only lets go of the group, and `destroy_process_group` frees it with the GIL released.
+    """
+    torch.distributed.barrier()  # every rank is done with the group
+    wrapper = weakref.ref(trainer.model_wrapped)
+    trainer.accelerator.free_memory()  # accelerate's references to the wrapper and the optimizer
+    trainer.model_wrapped = trainer.model
+    gc.collect()
+    if wrapper() is not None and wrapper() is not trainer.model:
+        logger.warning("The DDP wrapper is still referenced: exiting may hang (pytorch/pytorch#56297)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; see the module docstring. Returns the exit code (2 for bad input)."""
+    try:
+        data_args, model_args, training_args = parse_args(argv)
+        logging.basicConfig(
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            level=logging.INFO if training_args.should_log else logging.WARNING,
+        )
+        if training_args.push_to_hub and not training_args.hub_model_id:
+            raise UsageError("--push_to_hub needs --hub_model_id NAME")
+        if training_args.n_gpu > 1:
+            # Trainer would use nn.DataParallel, which cannot run the custom loss paths; torchrun gives DDP.
+            logger.warning("Using 1 of %d GPUs: launch with torchrun to use them all", training_args.n_gpu)
+            training_args._n_gpu = 1
+        checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+        dataset_dir = prepare_dataset_dir(data_args, training_args)
+        train_dataset, eval_dataset, tokenizer = load_data(dataset_dir)
+    except UsageError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    set_seed(training_args.seed)
+    trainer = LuongGruTrainer(
+        model=build_model(model_args, tokenizer),
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+        processing_class=tokenizer,
+        compute_metrics=token_perplexity,
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    finish(trainer, model_args, dataset_dir, train_result.metrics)
+    if torch.distributed.is_initialized():
+        release_ddp_wrapper(trainer)
+    trainer.end()  # destroys the process group
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
