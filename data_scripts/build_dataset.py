@@ -330,10 +330,12 @@ def _write_outputs(
             for name in SPLITS
         }
     )
-    dataset.save_to_disk(str(work / "dataset"))
+    sizes = {f"{name}_pairs": len(dataset[name]) for name in SPLITS}
+    # datasets saves an empty split with no Arrow file, then cannot load the DatasetDict: leave it out (test 0).
+    DatasetDict({name: split for name, split in dataset.items() if len(split)}).save_to_disk(str(work / "dataset"))
     tokenizer = LuongGruTokenizer.from_words(vocabulary, model_max_length=max_length)
     tokenizer.save_pretrained(str(work / "tokenizer"))
-    return {**{f"{name}_pairs": len(dataset[name]) for name in SPLITS}, "vocab_size": len(tokenizer)}
+    return {**sizes, "vocab_size": len(tokenizer)}
 
 
 def _move_into(work: Path, output_dir: Path, build_id: str) -> None:
