@@ -44,8 +44,9 @@ def remove_created_folders(created: list[Path]) -> None:
     """Removes the folders [`claim_output_dir`] created, innermost first, as long as they hold nothing else."""
     for folder in reversed(created):
         with contextlib.suppress(OSError):
-            Path(folder, MARKER_NAME).unlink(missing_ok=True)
-            folder.rmdir()
+            if {entry.name for entry in os.scandir(folder)} <= {MARKER_NAME}:
+                Path(folder, MARKER_NAME).unlink(missing_ok=True)
+                folder.rmdir()
 
 
 def _check_writable(path: Path) -> None:

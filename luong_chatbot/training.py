@@ -49,6 +49,7 @@ from data_scripts.output_dir import (
     claim_output_dir,
     default_file_mode,
     output_dir_lock,
+    remove_created_folders,
 )
 from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
 from modeling_seq2seq.modeling_luong_gru import shift_tokens_right
@@ -228,9 +229,14 @@ def guarded_output_dir(training_args: LuongGruTrainingArguments):
         yield
         return
     try:
-        claim_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir, tool="train.py")
+        created = claim_output_dir(
+            training_args.output_dir, overwrite=training_args.overwrite_output_dir, tool="train.py"
+        )
         with output_dir_lock(training_args.output_dir, "train.py"):
-            yield
+            try:
+                yield
+            finally:
+                remove_created_folders(created)  # only those holding nothing but the marker: a refused run's
     except OutputDirError as error:
         raise UsageError(str(error).replace(OVERWRITE_FLAG, "--overwrite_output_dir")) from None
 

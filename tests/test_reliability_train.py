@@ -306,3 +306,11 @@ def test_bad_input_in_a_real_process_is_one_line_without_traceback(tiny_dataset,
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith("train.py: error: ") and "Traceback" not in result.stderr
     assert (output / "README.md").read_text() == "mine"
+
+
+def test_a_run_keeps_its_marker_and_a_refused_one_leaves_no_folder(trained_run, tmp_path, capsys):
+    assert (trained_run / ".luong-chatbot").is_file()  # so that the next run in it needs no flag
+    output = tmp_path / "new" / "run"
+    code, error = run_main(tiny_run_flags(tmp_path / "no-such-dataset", output), capsys)
+    assert_one_line(code, error, "not a dataset built by data_scripts.build_dataset")
+    assert not (tmp_path / "new").exists()
