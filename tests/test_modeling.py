@@ -127,7 +127,7 @@ def test_output_shapes(tester, attention_type):
     assert outputs.logits.shape == (3, 4, tester.vocab_size)
     assert outputs.loss.ndim == 0
     assert outputs.encoder_last_hidden_state.shape == (3, 5, tester.hidden_size)
-    assert outputs.cross_attentions[0].shape == (3, 4, 5)
+    assert outputs.cross_attentions[0].shape == (3, 1, 4, 5)  # (B, heads, T, S): one head
     assert outputs.cache is None  # labels given: training needs no cache
     assert base.last_hidden_state.shape == (3, 2, tester.hidden_size)
     assert base.cache.state.shape == (tester.layers, 3, tester.hidden_size)
@@ -141,7 +141,7 @@ def test_padded_source_positions_are_masked(tester, attention_type):
         batched = model(**inputs, output_attentions=True)
         derived_mask = model(input_ids=inputs["input_ids"], labels=inputs["labels"])
         alone = model(input_ids=inputs["input_ids"][1:2, :2], labels=inputs["labels"][1:2, :1])
-    weights = batched.cross_attentions[0]  # (B, T, S)
+    weights = batched.cross_attentions[0][:, 0]  # (B, T, S) of the one head
     assert torch.all(weights[1, :, 2:] == 0) and torch.all(weights[2, :, 4:] == 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4))
     torch.testing.assert_close(derived_mask.logits, batched.logits)
