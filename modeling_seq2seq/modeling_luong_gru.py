@@ -139,7 +139,15 @@ def gru_layer_by_layer(
             )
         else:
             data, final = torch._VF.gru(
-                data, layer_state, weights, True, 1, 0.0, gru.training, True, gru.bidirectional
+                data,
+                layer_state,
+                weights,
+                True,
+                1,
+                0.0,
+                gru.training,
+                gru.bidirectional,
+                True,  # batch_first
             )
             layer_outputs.append(data)
         finals.append(final)
@@ -512,9 +520,7 @@ class LuongGruModel(LuongGruPreTrainedModel):
                 "LuongGruModel needs `decoder_input_ids` (the ForConditionalGeneration model derives them from labels)"
             )
         if cache is not None and not isinstance(cache, LuongGruCache):
-            raise TypeError(
-                f"`cache` must be the LuongGruCache a previous forward returned, got {type(cache).__name__}."
-            )
+            raise TypeError(f"`cache` must be a LuongGruCache (a previous output's), got {type(cache).__name__}.")
         use_cache = use_cache if use_cache is not None else self.config.use_cache
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
