@@ -367,7 +367,8 @@ def test_cli_end_to_end_on_the_sample(tmp_path):
     stats = json.loads(result.stdout)
     assert {key: stats[key] for key in SAMPLE_COUNTS} == SAMPLE_COUNTS
     assert json.loads((tmp_path / "out" / "stats.json").read_text()) == stats
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset", "stats.json", "tokenizer"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [".luong-chatbot", "dataset", "stats.json", "tokenizer"]
 
 
 @pytest.mark.slow
