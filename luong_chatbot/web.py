@@ -14,6 +14,7 @@ same input with the same settings alike. The model loads once per process; Gradi
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import shutil
@@ -119,7 +120,7 @@ class ModelSummary:
 
     def markdown(self) -> str:
         perplexity = "not recorded" if self.validation_perplexity is None else f"{self.validation_perplexity:.2f}"
-        return f"Model **{self.name}**, validation perplexity **{perplexity}** (from its model card)."
+        return f"Model **{html.escape(self.name)}**, validation perplexity **{perplexity}** (from its model card)."
 
 
 def read_model_summary(path_or_hub_id: str) -> ModelSummary:
@@ -200,7 +201,8 @@ def build_app(
             Replies computed at once; the queue holds the others (a free CPU Space has 2 cores).
 
     Returns:
-        `gradio.Blocks`: the page, with the queue enabled and the chat event at the API name `/chat`.
+        `gradio.Blocks`: the page, with the queue enabled. Its chat event is the API endpoint `/chat`: (message,
+        history, mode, num_beams, no_repeat_ngram_size, temperature, top_p) -> ("", history, notice as Markdown).
     """
     import gradio as gr
 
@@ -210,10 +212,10 @@ def build_app(
     def chat(message, history, mode, num_beams, no_repeat_ngram_size, temperature, top_p):
         settings = DecodingSettings(mode, num_beams, no_repeat_ngram_size, temperature, top_p)
         history, notice = respond(model, tokenizer, base_kwargs, message, history, settings)
-        return "", history, notice
+        return "", history, html.escape(notice)  # shown as Markdown, where `<unk>` would be taken for a tag
 
     with gr.Blocks(title=f"{summary.name} - chat", analytics_enabled=False) as demo:
-        gr.Markdown(f"# Chat with {summary.name}\n{summary.markdown()}", elem_id="model-summary")
+        gr.Markdown(f"# Chat with {html.escape(summary.name)}\n{summary.markdown()}", elem_id="model-summary")
         # Plain text, as chat.py prints it; no "share" button, which would upload the conversation to the Hub.
         chatbot = gr.Chatbot(
             label="Conversation", elem_id="conversation", render_markdown=False, height=360, buttons=["copy"]
@@ -302,7 +304,7 @@ def space_app(model_id: str) -> str:
         f'"""The Space\'s entry point: serves {model_id!r} (or ${MODEL_ENV_VAR}) with luong_chatbot.web."""\n\n'
         "import os\nimport sys\n\nfrom luong_chatbot.web import main\n\n"
         f"os.environ.setdefault({MODEL_ENV_VAR!r}, {model_id!r})\n\n"
-        'if __name__ == "__main__":\n    sys.exit(main([]))\n'
+        'if __name__ == "__main__":\n    sys.exit(main())\n'
     )
 
 

@@ -11,6 +11,7 @@ runs the browser test on another model and keeps its screenshot (how the README'
 """
 
 import contextlib
+import html
 import json
 import math
 import os
@@ -304,6 +305,7 @@ class MockSpaceHub:
         self.commits: list[dict] = []
         self.files: dict[str, bytes] = {}
         self.unhandled: list[str] = []
+        self.validated_readmes = 0
 
     def handle(self, request):
         import httpx2
@@ -314,6 +316,10 @@ class MockSpaceHub:
             self.created.append(body)
             repo_id = f"{body['organization']}/{body['name']}" if body.get("organization") else body["name"]
             return httpx2.Response(200, json={"url": f"https://huggingface.co/spaces/{repo_id}"})
+        if method == "GET" and path == "/api/agent-harnesses":  # huggingface_hub's User-Agent lookup, not the push
+            return httpx2.Response(200, json={"standardEnvVars": [], "harnesses": {}})
+        if method == "POST" and path == "/api/validate-yaml":
+            return self.validate_yaml(json.loads(request.content))
         if method == "POST" and path.startswith("/api/spaces/") and "/preupload/" in path:
             files = json.loads(request.content)["files"]
             modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
@@ -327,6 +333,17 @@ class MockSpaceHub:
         self.unhandled.append(f"{method} {request.url}")
         return httpx2.Response(404, headers={"X-Error-Code": "EntryNotFound"}, json={"error": "not mocked"})
 
+    def validate_yaml(self, body: dict):
+        """Stands in for the Hub's check of a Space card: it parses, and names its sdk, sdk_version and app file."""
+        import httpx2
+        from huggingface_hub import SpaceCard
+
+        data = SpaceCard(body["content"]).data
+        if body.get("repoType") != "space" or data.sdk != "gradio" or not data.sdk_version or not data.app_file:
+            return httpx2.Response(400, json={"errors": [{"message": f"not a Gradio Space card: {data.to_dict()}"}]})
+        self.validated_readmes += 1
+        return httpx2.Response(200, json={"errors": [], "warnings": []})
+
 
 def push(model_dir: str, space_dir: str, report_path: str) -> None:
     """Run as a script in a clean subprocess: `luong-web MODEL --write-space DIR --push-space` against the mock."""
@@ -338,6 +355,7 @@ def push(model_dir: str, space_dir: str, report_path: str) -> None:
     exit_code = web.main([model_dir, "--write-space", space_dir, "--push-space", "someone/chat"])
     files = {name: content.decode("utf-8", "replace") for name, content in hub.files.items()}
     report = {"exit_code": exit_code, "created": hub.created, "commits": hub.commits, "unhandled": hub.unhandled}
+    report["validated_readmes"] = hub.validated_readmes
     Path(report_path).write_text(json.dumps({**report, "files": files}))
 
 
@@ -350,7 +368,7 @@ def test_push_space_sends_the_folder_in_one_commit(tiny_model_dir, tmp_path):
     pushed = run_python([__file__, "push", str(tiny_model_dir), str(space), str(report_path)], env=env)
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     report = json.loads(report_path.read_text())
-    assert report["exit_code"] == 0 and report["unhandled"] == []
+    assert report["exit_code"] == 0 and report["unhandled"] == [] and report["validated_readmes"] == 1
     (created,) = report["created"]
     assert (created["name"], created["type"], created["sdk"]) == ("chat", "space", "gradio")
     (commit,) = report["commits"]
@@ -397,7 +415,7 @@ def test_client_replies_equal_chat_py(trained_model, server):
             latencies.append(time.perf_counter() - start)
             assert box == "" and message_text(history[-2]) == query.strip()
             assert message_text(history[-1]) == expected[query], query
-            assert notice == "\n\n".join(inference.input_notices(tokenizer, query.strip()))
+            assert notice == html.escape("\n\n".join(inference.input_notices(tokenizer, query.strip())))
         assert len(history) == 2 * len(queries)
         median_ms = 1000 * statistics.median(latencies[: len(inference.TUTORIAL_PROMPTS)])
         print(f"{page_settings[0]}: median reply through the page {median_ms:.1f} ms over the tutorial's prompts")
@@ -447,7 +465,7 @@ def test_space_folder_serves_the_model_from_its_own_sources(trained_model, tmp_p
         timeout=120,
     )
     assert imported.returncode == 0 and Path(imported.stdout.strip()).resolve() == (space / "luong_chatbot/web.py")
-    # A Space runs `python app.py` with no argument; the port comes from the serve helper, as GRADIO_SERVER_PORT would.
+    # A Space runs `python app.py` with no model argument: the model comes from app.py's default for LUONG_MODEL.
     with serve(["app.py"], cwd=space, env=env) as url:
         _, history, _ = Client(url, verbose=False).predict("hello?", [], *PAGE_GREEDY, api_name="/chat")
     assert message_text(history[-1]) == chat_py_replies(trained_model, ["hello?"])["hello?"]
