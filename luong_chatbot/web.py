@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib.util
 import json
 import os
 import shutil
@@ -419,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"give a MODEL folder or Hub id, or set ${MODEL_ENV_VAR}")
     if args.push_space and not args.write_space:
         parser.error("--push-space needs --write-space DIR")
+    if importlib.util.find_spec("gradio") is None:
+        print("error: the web page needs Gradio: pip install 'luong-chatbot[web]'", file=sys.stderr)
+        return 2
     quiet_transformers()
     try:
         model, tokenizer, generate_kwargs = load_checked(args)

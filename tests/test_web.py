@@ -471,6 +471,16 @@ def test_space_folder_serves_the_model_from_its_own_sources(trained_model, tmp_p
     assert message_text(history[-1]) == chat_py_replies(trained_model, ["hello?"])["hello?"]
 
 
+@pytest.mark.slow
+def test_latency_benchmark_times_page_and_direct_replies_in_pairs():
+    result = run_python(["bench/bench_web.py", "--quick"], env=web_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["replies_timed"] == len(inference.TUTORIAL_PROMPTS)
+    assert report["median_ms_per_reply"]["page"] > 0 and report["median_ms_per_reply"]["direct"] > 0
+    assert set(report["machine"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_tile"}
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The real browser.
 # ---------------------------------------------------------------------------------------------------------------------
