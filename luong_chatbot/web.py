@@ -262,7 +262,7 @@ def build_app(
 # A Hugging Face Space: the folder, and pushing it.
 # ---------------------------------------------------------------------------------------------------------------------
 class SpaceFolderError(Exception):
-    """The Space folder cannot be written there; the message is one line meant for the user."""
+    """The Space folder cannot be written there, or pushed; the message is one line meant for the user."""
 
 
 def space_readme(title: str, model_id: str | None) -> str:
@@ -413,6 +413,17 @@ def load_checked(args: argparse.Namespace) -> tuple[PreTrainedModel, PreTrainedT
     return model, tokenizer, generate_kwargs
 
 
+def push_checked(folder: Path, repo_id: str):
+    """`push_space`, with the Hub's refusal (no token, no right to the namespace, no network) as a one-line error."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return push_space(folder, repo_id)
+    except (HfHubHTTPError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SpaceFolderError(f"{repo_id}: could not push the Space ({first_line})") from error
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -430,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = write_space(args.model, args.write_space)
             print(f"Wrote the Space folder {folder}")
             if args.push_space:
-                print(f"Pushed it: {push_space(folder, args.push_space).commit_url}")
+                print(f"Pushed it: {push_checked(folder, args.push_space).commit_url}")
             return 0
     except (ModelLoadError, SpaceFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
