@@ -182,16 +182,16 @@ def test_ctrl_c_ends_without_a_traceback(tiny_model):
 
 
 def test_ctrl_c_during_a_reply_ends_without_a_traceback(tiny_model, monkeypatch, capsys):
-    real = chat.generate_replies
+    real = chat.reply_with_notices
     calls = []
 
     def interrupted_on_the_second_reply(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:  # the flag check, the first reply, then Ctrl-C in the second
+        if len(calls) == 2:  # Ctrl-C while the second reply is being generated
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(chat, "generate_replies", interrupted_on_the_second_reply)
+    monkeypatch.setattr(chat, "reply_with_notices", interrupted_on_the_second_reply)
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("hello\nwho are you ?\ngoodbye\n"))
     assert chat.main([str(tiny_model)]) == 130
     assert capsys.readouterr().out.count("Bot:") == 1
