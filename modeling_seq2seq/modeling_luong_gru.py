@@ -698,10 +698,11 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             `tuple(torch.FloatTensor)`: the logits `(B, T, V)` and the token-mean NLL.
         """
         real_logits = self.lm_head(features[target_mask])  # (N, V), N real target tokens
-        total = F.cross_entropy(real_logits.float(), labels[target_mask], reduction="sum")
-        loss = total / target_mask.sum().clamp(min=1)
         logits = real_logits.new_zeros(*labels.shape, real_logits.shape[-1])  # (B, T, V)
-        return logits.masked_scatter(target_mask[..., None], real_logits), loss
+        logits = logits.masked_scatter(target_mask[..., None], real_logits)
+        # The loss reads the real rows back out of `logits`, so that it is a function of the returned logits.
+        total = F.cross_entropy(logits[target_mask].float(), labels[target_mask], reduction="sum")
+        return logits, total / target_mask.sum().clamp(min=1)
 
     def forward_free_running(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, max_target_length: int = 10
