@@ -86,8 +86,9 @@ class OnnxLuongGru:
                 "a folder from another model"
             )
         suffix = ".int8.onnx" if int8 else ".onnx"
-        self.encoder = open_session(folder, ENCODER_FILE.replace(".onnx", suffix), ENCODER_IO, options)
-        self.decoder = open_session(folder, DECODER_FILE.replace(".onnx", suffix), DECODER_IO, options)
+        self.files = [name.replace(".onnx", suffix) for name in (ENCODER_FILE, DECODER_FILE)]
+        self.encoder = open_session(folder, self.files[0], ENCODER_IO, options)
+        self.decoder = open_session(folder, self.files[1], DECODER_IO, options)
         self.check_sizes(folder)
 
     def check_sizes(self, folder: str) -> None:

@@ -22,6 +22,8 @@ from .modeling_luong_gru import (
     LuongGruForConditionalGeneration,
     LuongGruPreTrainedModel,
     initial_decoder_state,
+    shift_tokens_right,
+    token_mean_nll,
 )
 from .onnx_greedy import OnnxFolderError, OnnxLuongGru
 
@@ -121,16 +123,22 @@ class LuongGruOnnxForConditionalGeneration(LuongGruPreTrainedModel, GenerationMi
         decoder_input_ids: torch.LongTensor | None = None,
         encoder_outputs: LuongGruEncoderOutput | None = None,
         cache: LuongGruCache | None = None,
+        labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         """
-        The PyTorch model's forward without labels: `decoder_input_ids` are run one `decoder_step.onnx` call each.
-        The arguments are those of [`LuongGruForConditionalGeneration.forward`]; attentions are not exported.
+        The PyTorch model's forward, one `decoder_step.onnx` call per decoder input; the arguments are those of
+        [`LuongGruForConditionalGeneration.forward`]. Attentions are not exported, and `decoder_attention_mask` is
+        not needed: padding never changes the logits at earlier positions.
         """
+        if labels is not None and decoder_input_ids is None:
+            decoder_input_ids = shift_tokens_right(
+                labels, self.config.pad_token_id, self.config.decoder_start_token_id
+            )
         if decoder_input_ids is None:
-            raise ValueError("LuongGruOnnxForConditionalGeneration needs `decoder_input_ids`")
+            raise ValueError("LuongGruOnnxForConditionalGeneration needs `decoder_input_ids` or `labels`")
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask)
         mask = attention_mask.bool() if attention_mask is not None else encoder_outputs.attention_mask
@@ -142,8 +150,10 @@ class LuongGruOnnxForConditionalGeneration(LuongGruPreTrainedModel, GenerationMi
             logits, state = self.runtime.step(tokens, np.ascontiguousarray(state), keys, mask)  # (B, V), (L, B, H)
             all_logits.append(torch.from_numpy(logits))
         use_cache = use_cache if use_cache is not None else self.config.use_cache
+        logits = torch.stack(all_logits, dim=1)  # (B, T, V)
         output = Seq2SeqLMOutput(
-            logits=torch.stack(all_logits, dim=1),  # (B, T, V)
+            loss=None if labels is None else token_mean_nll(logits, labels),
+            logits=logits,
             cache=LuongGruCache(torch.from_numpy(state)) if use_cache else None,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
         )
