@@ -97,6 +97,14 @@ def padded_batch(lengths: list[int], vocab_size: int, seed: int = 0) -> tuple[to
     return input_ids.masked_fill(~mask, 0), mask.long()
 
 
+def packed_gru(encoder, embeds: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's eager path: its nn.GRU over packed sequences, unpacked to (B, S, 2H), and (L * 2, B, H)."""
+    packed = torch.nn.utils.rnn.pack_padded_sequence(embeds, lengths, batch_first=True, enforce_sorted=False)
+    outputs, final = encoder.gru(packed)
+    outputs, _ = torch.nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True, total_length=embeds.shape[1])
+    return outputs, final
+
+
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_padded_gru_equals_packed_gru(tokenizer, layers):
     """The export's padded formulation computes the packed GRU's outputs and final states, with its weights."""
@@ -105,7 +113,7 @@ def test_padded_gru_equals_packed_gru(tokenizer, layers):
     with torch.no_grad():
         embeds = encoder.embed_tokens(input_ids)  # (B, S, H)
         lengths = mask.sum(dim=1).clamp(min=1)
-        packed_outputs, packed_final = encoder._packed_gru(embeds, lengths)
+        packed_outputs, packed_final = packed_gru(encoder, embeds, lengths)
         padded_outputs, padded_final = encoder._padded_gru(embeds, lengths)
     torch.testing.assert_close(padded_outputs, packed_outputs, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(padded_final, packed_final, atol=1e-6, rtol=1e-5)
@@ -118,9 +126,12 @@ def test_padded_gru_gradients_equal_packed_gru(tokenizer):
     input_ids, mask = padded_batch([5, 2, 4], len(tokenizer))
     lengths = mask.sum(dim=1)
     gradients = []
-    for run in (encoder._packed_gru, encoder._padded_gru):
+    for run in (
+        lambda embeds: packed_gru(encoder, embeds, lengths),
+        lambda embeds: encoder._padded_gru(embeds, lengths),
+    ):
         encoder.zero_grad()
-        outputs, final = run(encoder.embed_tokens(input_ids), lengths)
+        outputs, final = run(encoder.embed_tokens(input_ids))
         (outputs.square().sum() + final.sum()).backward()
         gradients.append([p.grad.clone() for p in encoder.gru.parameters()])
     for packed, padded in zip(*gradients, strict=True):
