@@ -73,8 +73,6 @@ class LuongGruOnnxForConditionalGeneration(LuongGruPreTrainedModel, GenerationMi
     ```
     """
 
-    # The generation hooks are the PyTorch model's own: the same cache, the same inputs at every step.
-    prepare_inputs_for_generation = LuongGruForConditionalGeneration.prepare_inputs_for_generation
     _supports_default_dynamic_cache = LuongGruForConditionalGeneration._supports_default_dynamic_cache
 
     def __init__(self, config: LuongGruConfig, runtime: OnnxLuongGru):
@@ -115,6 +113,15 @@ class LuongGruOnnxForConditionalGeneration(LuongGruPreTrainedModel, GenerationMi
 
     def get_encoder(self) -> LuongGruOnnxEncoder:
         return self.encoder
+
+    def prepare_inputs_for_generation(
+        self, input_ids: torch.LongTensor, cache: LuongGruCache | None = None, **kwargs
+    ) -> dict:
+        """As the PyTorch model's: once a state exists, only the newest token is fed."""
+        if cache is not None:
+            input_ids = input_ids[:, -1:]  # (B, 1)
+        kwargs.pop("next_sequence_length", None)  # the slicing above replaces the key/value caches' slicing
+        return GenerationMixin.prepare_inputs_for_generation(self, input_ids, cache=cache, **kwargs)
 
     def forward(
         self,
