@@ -10,9 +10,13 @@ Prints JSON: the median milliseconds per reply (over prompts x repeats, variants
 - `lean_greedy`: the same greedy search as a plain loop over the model's own modules (what `generate()` costs);
 - `generate_greedy_int8`: `generate()` greedy on the int8 dynamically quantized model (`chat.py --quantize`);
 - `tutorial_greedy`: `bench/tutorial_reference.py`'s greedy decoder, always 10 steps;
-plus the ratios to the tutorial, where each one's time goes, and what int8 quantization changes in the replies and
-the teacher-forced perplexity. The tutorial's decoder gets our weights but starts from layer 0's two encoder states
-and attends to padding, as the tutorial does, so its replies differ from ours: compare its timings, not its words.
+- `onnx_generate_greedy` (`_int8`): `generate()` greedy on the model exported by `modeling_seq2seq.export`, run by
+  ONNX Runtime (`LuongGruOnnxForConditionalGeneration`), fp32 and int8 files;
+- `onnx_numpy_greedy` (`_int8`): the export's torch-free greedy loop (`onnx_greedy.py`: ONNX Runtime and numpy);
+plus the ratios to the tutorial, where each one's time goes, replies per second at batch 32, whether the ONNX
+replies equal `generate()`'s, and what int8 quantization changes in the replies and the teacher-forced perplexity.
+The tutorial's decoder gets our weights but starts from layer 0's two encoder states and attends to padding, as
+the tutorial does, so its replies differ from ours: compare its timings, not its words.
 An untrained model never says EOS, so every route then runs all 10 steps; `--model` shows what stopping at EOS buys.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from typing import Any
 
 import bench_common as bc  # also puts the repository root on sys.path
@@ -28,6 +33,8 @@ import torch
 import tutorial_reference as tr
 
 from luong_chatbot.inference import TUTORIAL_PROMPTS, generate_replies, quantize_for_cpu
+
+SERVER_BATCH = 32
 
 
 def build_model(args: argparse.Namespace, workdir: str):
@@ -85,7 +92,29 @@ def perplexity(model, pairs: list[tuple[list[int], list[int]]], pad_token_id: in
     return float(torch.exp(model(input_ids=input_ids, attention_mask=input_ids.ne(pad_token_id), labels=labels).loss))
 
 
-def variants(model, quantized, tutorial, tokenizer) -> dict[str, Any]:
+def export_to_onnx(model, tokenizer, workdir: str) -> dict[str, Any]:
+    """Exports `model` (fp32 and int8 files) and loads each both ways, with torch's thread count for ONNX Runtime."""
+    import onnxruntime as ort
+
+    from modeling_seq2seq.export import export_onnx
+    from modeling_seq2seq.onnx_greedy import OnnxGreedyChatbot
+    from modeling_seq2seq.onnx_luong_gru import LuongGruOnnxForConditionalGeneration
+
+    model.save_pretrained(f"{workdir}/model")
+    tokenizer.save_pretrained(f"{workdir}/model")
+    export_onnx(f"{workdir}/model", f"{workdir}/onnx", quantize="int8")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    loaded = {}
+    for suffix, int8 in (("", False), ("_int8", True)):
+        loaded[f"generate{suffix}"] = LuongGruOnnxForConditionalGeneration.from_pretrained(
+            f"{workdir}/onnx", int8=int8, session_options=options
+        )
+        loaded[f"numpy{suffix}"] = OnnxGreedyChatbot(f"{workdir}/onnx", int8=int8, options=options)
+    return loaded
+
+
+def variants(model, quantized, tutorial, tokenizer, onnx: dict[str, Any]) -> dict[str, Any]:
     """One callable per decoding route; each answers one prompt (given as text and as token ids)."""
     return {
         "generate_greedy": lambda text, ids: generate_replies(model, tokenizer, [text]),
@@ -95,7 +124,60 @@ def variants(model, quantized, tutorial, tokenizer) -> dict[str, Any]:
         "lean_greedy": lambda text, ids: lean_greedy(model, torch.tensor([ids])),
         "generate_greedy_int8": lambda text, ids: generate_replies(quantized, tokenizer, [text]),
         "tutorial_greedy": lambda text, ids: tr.greedy_decode(tutorial, ids),
+        "onnx_generate_greedy": lambda text, ids: generate_replies(onnx["generate"], tokenizer, [text]),
+        "onnx_generate_greedy_int8": lambda text, ids: generate_replies(onnx["generate_int8"], tokenizer, [text]),
+        "onnx_numpy_greedy": lambda text, ids: onnx["numpy"].replies([text]),
+        "onnx_numpy_greedy_int8": lambda text, ids: onnx["numpy_int8"].replies([text]),
     }
+
+
+def server_throughput(model, quantized, tutorial, tokenizer, onnx, prompts, repeats: int) -> dict[str, float]:
+    """Replies per second answering SERVER_BATCH prompts in one call (the tutorial's decoder: one at a time)."""
+    texts = [text for text, _ in prompts] * (SERVER_BATCH // len(prompts) + 1)
+    texts = texts[:SERVER_BATCH]
+    id_lists = [tokenizer(text, truncation=True)["input_ids"] for text in texts]
+    routes = {
+        "generate_greedy": lambda: generate_replies(model, tokenizer, texts),
+        "generate_greedy_int8": lambda: generate_replies(quantized, tokenizer, texts),
+        "tutorial_greedy": lambda: [tr.greedy_decode(tutorial, ids) for ids in id_lists],
+        "onnx_generate_greedy": lambda: generate_replies(onnx["generate"], tokenizer, texts),
+        "onnx_numpy_greedy": lambda: onnx["numpy"].replies(texts),
+        "onnx_numpy_greedy_int8": lambda: onnx["numpy_int8"].replies(texts),
+    }
+    seconds = {name: [] for name in routes}
+    for _ in range(repeats + 1):  # the first pass warms up
+        for name, route in routes.items():
+            seconds[name].append(bc.time_call(route))
+    return {name: round(SERVER_BATCH / bc.median(values[1:]), 1) for name, values in seconds.items()}
+
+
+def onnx_breakdown(onnx: dict[str, Any], tokenizer, prompts, medians: dict[str, float]) -> dict[str, dict]:
+    """Milliseconds per reply inside ONNX Runtime's encoder and decoder-step runs; the rest is Python around them."""
+    result = {}
+    for route, key, call in (
+        ("onnx_generate_greedy", "generate", lambda text: generate_replies(onnx["generate"], tokenizer, [text])),
+        ("onnx_numpy_greedy", "numpy", lambda text: onnx["numpy"].replies([text])),
+    ):
+        runtime = onnx[key].runtime if key == "generate" else onnx[key].model
+        spent = {"encoder": 0.0, "decoder_step": 0.0}
+        for stage, name in (("encoder", "encode"), ("decoder_step", "step")):
+            method = getattr(runtime, name)
+
+            def timed(*args, method=method, stage=stage, spent=spent):
+                start = time.perf_counter()
+                outputs = method(*args)
+                spent[stage] += time.perf_counter() - start
+                return outputs
+
+            setattr(runtime, name, timed)
+        for text, _ in prompts:
+            call(text)
+        for name in ("encode", "step"):
+            delattr(runtime, name)
+        stages = {stage: round(1000 * value / len(prompts), 3) for stage, value in spent.items()}
+        stages["python_overhead"] = round(max(0.0, medians[route] - sum(stages.values())), 3)
+        result[route] = stages
+    return result
 
 
 def time_variants(routes: dict[str, Any], prompts: list[tuple[str, list[int]]], repeats: int) -> dict[str, list]:
@@ -151,21 +233,46 @@ def breakdown(model, quantized, tutorial, tokenizer, prompts, medians: dict[str,
     return result
 
 
+def cpu_flags() -> dict[str, bool]:
+    """Whether the CPU has the instructions that decide ONNX Runtime's and torch's int8 and bf16 kernels."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")}
+
+
+def compare_replies(reference: list[str], others: dict[str, list[str]]) -> dict[str, int]:
+    """How many of the ten replies of each route equal `reference` word for word."""
+    return {name: sum(a == b for a, b in zip(reference, replies, strict=True)) for name, replies in others.items()}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as workdir:
         model, tokenizer, pairs = build_model(args, workdir)
+        onnx = export_to_onnx(model, tokenizer, workdir)
     tutorial = bc.tutorial_from_model(model).eval()
     quantized = quantize_for_cpu(model)
     prompts = [(text, tokenizer(text, truncation=True)["input_ids"]) for text in TUTORIAL_PROMPTS]
-    times = time_variants(variants(model, quantized, tutorial, tokenizer), prompts, args.repeats)
+    times = time_variants(variants(model, quantized, tutorial, tokenizer, onnx), prompts, args.repeats)
     medians = {name: round(bc.median(values), 3) for name, values in times.items()}
     tutorial_ms = medians["tutorial_greedy"]
     greedy_replies = generate_replies(model, tokenizer, TUTORIAL_PROMPTS)
     int8_replies = generate_replies(quantized, tokenizer, TUTORIAL_PROMPTS)
+    onnx_replies = {
+        "onnx_generate_greedy": generate_replies(onnx["generate"], tokenizer, TUTORIAL_PROMPTS),
+        "onnx_numpy_greedy": onnx["numpy"].replies(TUTORIAL_PROMPTS),
+        "onnx_numpy_greedy_int8": onnx["numpy_int8"].replies(TUTORIAL_PROMPTS),
+    }
+    beam_kwargs = {"num_beams": 5, "no_repeat_ngram_size": 3}
+    beam_replies = generate_replies(model, tokenizer, TUTORIAL_PROMPTS, **beam_kwargs)
+    onnx_beam_replies = generate_replies(onnx["generate"], tokenizer, TUTORIAL_PROMPTS, **beam_kwargs)
     id_to_word = {index: word for word, index in tokenizer.get_vocab().items()}
+    onnx_greedy_ms = min(medians["onnx_generate_greedy"], medians["onnx_numpy_greedy"])
     return {
         "benchmark": "chat latency, ms per reply to the tutorial's ten prompts (batch 1)",
-        "machine": bc.machine_info(),
+        "machine": {**bc.machine_info(), "cpu_flags": cpu_flags(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
         "model": args.model or ("untrained, quick size" if args.quick else "untrained, tutorial size"),
         "config": {
             k: getattr(model.config, k) for k in ("vocab_size", "hidden_size", "encoder_layers", "decoder_layers")
@@ -174,8 +281,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "median_ms_per_reply": medians,
         "ratio_to_tutorial": {name: round(ms / tutorial_ms, 3) for name, ms in medians.items()},
         "goal_greedy_at_most_half_of_tutorial": medians["generate_greedy"] <= 0.5 * tutorial_ms,
+        "goal_onnx_fp32_greedy_at_most_half_of_tutorial": onnx_greedy_ms <= 0.5 * tutorial_ms,
+        "replies_per_second_at_batch_32": server_throughput(
+            model, quantized, tutorial, tokenizer, onnx, prompts, args.repeats
+        ),
+        "onnx_replies_identical_to_generate": {
+            **compare_replies(greedy_replies, onnx_replies),
+            "onnx_generate_beam5_ngram3": compare_replies(beam_replies, {"beam": onnx_beam_replies})["beam"],
+        },
         "mean_reply_words_greedy": sum(len(reply.split()) for reply in greedy_replies) / len(greedy_replies),
-        "where_time_goes_ms_per_reply": breakdown(model, quantized, tutorial, tokenizer, prompts, medians),
+        "where_time_goes_ms_per_reply": {
+            **breakdown(model, quantized, tutorial, tokenizer, prompts, medians),
+            **onnx_breakdown(onnx, tokenizer, prompts, medians),
+        },
         "int8_quantization": {
             "replies_identical_to_fp32": sum(a == b for a, b in zip(greedy_replies, int8_replies, strict=True)),
             "perplexity_fp32": round(perplexity(model, pairs, tokenizer.pad_token_id), 3),
@@ -185,6 +303,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "replies": {
             "generate_greedy": greedy_replies,
             "generate_greedy_int8": int8_replies,
+            **onnx_replies,
             "tutorial_greedy": [tr.reply_text(tr.greedy_decode(tutorial, ids), id_to_word) for _, ids in prompts],
         },
     }

@@ -47,6 +47,8 @@ HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 MODEL_TYPE = "luong_gru"  # the only model type loaded: no other architecture's code or weights ever run here
 WEIGHTS_NAME = "model.safetensors"  # safetensors only: a pytorch_model.bin is a pickle, and unpickling runs code
 HUB_PROBE_TIMEOUT_S = 5.0  # how long to wait for the Hub before saying it cannot be reached
+# Files of a folder written by `python -m modeling_seq2seq.export`: any one of them makes the loader use ONNX Runtime.
+ONNX_EXPORT_FILES = ("encoder.onnx", "decoder_step.onnx", "onnx_export.json")
 
 
 class ModelLoadError(Exception):
@@ -143,9 +145,12 @@ def load_model_and_tokenizer(
 
     Args:
         path_or_hub_id (`str`):
-            A folder written by `save_pretrained` (e.g. `train.py --output-dir`) or a Hub repository id.
+            A folder written by `save_pretrained` (e.g. `train.py --output-dir`) or a Hub repository id. A folder
+            written by `python -m modeling_seq2seq.export` is run by ONNX Runtime instead (see
+            `load_onnx_model_and_tokenizer`).
         quantize (`bool`, *optional*, defaults to `False`):
-            Apply int8 dynamic quantization to the GRU and Linear layers (see `quantize_for_cpu`).
+            Apply int8 dynamic quantization to the GRU and Linear layers (see `quantize_for_cpu`); for an ONNX
+            export, run its int8 files.
         trust_remote_code (`bool`, *optional*, defaults to `False`):
             Run the Python files of the model folder or repository instead of this package's (`--trust-remote-code`).
 
@@ -156,6 +161,10 @@ def load_model_and_tokenizer(
 
     local_files_only = False
     if os.path.exists(path_or_hub_id):
+        if os.path.isdir(path_or_hub_id) and any(
+            os.path.isfile(os.path.join(path_or_hub_id, name)) for name in ONNX_EXPORT_FILES
+        ):
+            return load_onnx_model_and_tokenizer(path_or_hub_id, int8=quantize)
         _check_local_folder(path_or_hub_id)
     elif not HUB_ID_PATTERN.match(path_or_hub_id) or os.path.isdir(path_or_hub_id.split("/")[0]):
         # `runs/typo` matches the Hub's `user/name` form, but with a local `runs/` it is a mistyped folder: say so
@@ -181,6 +190,35 @@ def load_model_and_tokenizer(
     model.eval()
     if quantize:
         model = quantize_for_cpu(model)
+    return model, tokenizer
+
+
+def load_onnx_model_and_tokenizer(
+    folder: str, *, int8: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an ONNX export (`python -m modeling_seq2seq.export`): ONNX Runtime under `generate()`, and its tokenizer.
+
+    Args:
+        folder (`str`):
+            The exported folder.
+        int8 (`bool`, *optional*, defaults to `False`):
+            Run its int8 files (exported with `--quantize int8`).
+
+    Raises:
+        `ModelLoadError`: with a one-line message for a missing or unreadable file, or another model's folder.
+    """
+    try:
+        from modeling_seq2seq.onnx_luong_gru import LuongGruOnnxForConditionalGeneration, OnnxFolderError
+    except ImportError as error:
+        raise ModelLoadError(f"{folder}: an ONNX export needs `pip install luong-chatbot[onnx]` ({error})") from error
+    try:
+        model = LuongGruOnnxForConditionalGeneration.from_pretrained(folder, int8=int8)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    except (OnnxFolderError, OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(
+            first_line if isinstance(error, OnnxFolderError) else f"{folder}: {first_line}"
+        ) from error
     return model, tokenizer
 
 

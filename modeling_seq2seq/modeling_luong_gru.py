@@ -20,6 +20,9 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .configuration_luong_gru import ATTENTION_TYPES, LuongGruConfig
 from .packed_gru import PackedGru
 
+# nn.GRU's parameters of one layer and direction, in the order its kernel takes them.
+GRU_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
 
 @dataclass
 class LuongGruEncoderOutput(ModelOutput):
@@ -180,6 +183,11 @@ def initial_decoder_state(encoder_outputs: LuongGruEncoderOutput) -> torch.Tenso
     return encoder_outputs.final_state.transpose(0, 1).contiguous()
 
 
+def reverse_within_lengths(sequences: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:
+    """Reorders each row of `sequences` (B, S, D) by `reversal` (B, S, 1): real positions reversed, padding kept."""
+    return sequences.gather(1, reversal.expand(-1, -1, sequences.shape[-1]))  # (B, S, D)
+
+
 class LuongGruAttention(nn.Module):
     """
     Luong global attention over the encoder outputs, with padded source positions masked out.
@@ -288,19 +296,27 @@ class LuongGruEncoder(nn.Module):
                 else input_ids.ne(self.pad_token_id)
             )
         attention_mask = attention_mask.bool()
-        if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
+        # A data-dependent branch cannot be traced: `torch.export`, the ONNX exporter and `torch.compile` skip it.
+        tracing = torch.compiler.is_exporting() or torch.compiler.is_compiling()
+        if not tracing and (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
             raise ValueError("LuongGruEncoder expects right-padded inputs: a real token follows padding in a row.")
-        # Packing starts the backward direction at each sequence's last real token instead of at its padding.
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(embeds, lengths, batch_first=True, enforce_sorted=False)
+        lengths = attention_mask.sum(dim=1).clamp(min=1)  # (B,); an all-padding row reads its first token
         hidden_states = None
-        if output_hidden_states:
-            layer_outputs, final = gru_layer_by_layer(self.gru, packed)
-            hidden_states = (embeds, *(self.sum_directions(output, source_length) for output in layer_outputs))
-            outputs = hidden_states[-1]
+        if torch.compiler.is_exporting():
+            # Packing needs the lengths on the host, which export cannot trace; eagerly packing is the faster of the
+            # two at batch 32 (the same at batch 1), so only export takes the exact padded formulation.
+            padded_outputs, final = self._padded_gru(embeds, lengths)  # (B, S, 2H), (L * 2, B, H)
+            outputs = padded_outputs[..., : self.hidden_size] + padded_outputs[..., self.hidden_size :]  # (B, S, H)
         else:
-            packed_outputs, final = self.gru(packed)  # final: (L * 2, B, H), ordered layer by layer, forward first
-            outputs = self.sum_directions(packed_outputs, source_length)
+            # Packing starts the backward direction at each sequence's last real token instead of at its padding.
+            packed = pack_padded_sequence(embeds, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            if output_hidden_states:
+                layer_outputs, final = gru_layer_by_layer(self.gru, packed)
+                hidden_states = (embeds, *(self.sum_directions(output, source_length) for output in layer_outputs))
+                outputs = hidden_states[-1]
+            else:
+                packed_outputs, final = self.gru(packed)  # final: (L * 2, B, H), layer by layer, forward first
+                outputs = self.sum_directions(packed_outputs, source_length)
         final = final.view(self.num_layers, 2, batch_size, self.hidden_size).sum(dim=1)  # (L, B, H)
         return LuongGruEncoderOutput(
             last_hidden_state=outputs,
@@ -313,6 +329,36 @@ class LuongGruEncoder(nn.Module):
         """Unpacks one GRU layer's outputs and sums its two directions: (B, S, 2H) -> (B, S, H), zeros at padding."""
         outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=source_length)
         return outputs[..., : self.hidden_size] + outputs[..., self.hidden_size :]
+
+    def _padded_gru(self, embeds: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Exactly what the packed GRU computes, with the same weights, as traceable ops over the padded batch. Per
+        layer, the forward direction runs over the padded rows as they are, since right padding never reaches an
+        earlier position; the backward direction runs over each row reversed within its length, so that it too reads
+        the real tokens before the padding. Each direction's final state is its output at position length - 1.
+        """
+        batch_size, source_length, _ = embeds.shape
+        positions = torch.arange(source_length, device=embeds.device)[None]  # (1, S)
+        reversal = torch.where(positions < lengths[:, None], lengths[:, None] - 1 - positions, positions)  # (B, S)
+        reversal = reversal[..., None]  # (B, S, 1): reversing twice restores the order
+        last = (lengths - 1)[:, None, None].expand(batch_size, 1, self.hidden_size)  # (B, 1, H)
+        layer_input, finals = embeds, []
+        for layer in range(self.num_layers):
+            directions = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(self.gru, f"{name}_l{layer}{suffix}") for name in GRU_WEIGHT_NAMES]
+                hidden = reverse_within_lengths(layer_input, reversal) if suffix else layer_input
+                initial = embeds.new_zeros(1, batch_size, self.hidden_size)  # (1, B, H)
+                # One layer, one direction of nn.GRU's own kernel: the ONNX exporter maps it onto ONNX's GRU.
+                out, _ = torch.ops.aten.gru.input(hidden, initial, weights, True, 1, 0.0, False, False, True)
+                finals.append(out.gather(1, last).squeeze(1))  # (B, H), the state after the last real token
+                directions.append(reverse_within_lengths(out, reversal) if suffix else out)  # (B, S, H), source order
+            layer_input = torch.cat(directions, dim=-1)  # (B, S, 2H); padding is junk, never read by real positions
+            if layer < self.num_layers - 1:  # nn.GRU's dropout between layers
+                layer_input = F.dropout(layer_input, self.gru.dropout, self.training)
+        read = (positions < lengths[:, None])[..., None]  # (B, S, 1); an all-padding row reads its first position
+        # Zeros after each row's length, as pad_packed_sequence gives.
+        return layer_input * read, torch.stack(finals)  # (B, S, 2H), (L * 2, B, H)
 
 
 class LuongGruDecoder(nn.Module):

@@ -78,7 +78,21 @@ def test_bench_chat_quick():
         "lean_greedy",
         "generate_greedy_int8",
         "tutorial_greedy",
+        "onnx_generate_greedy",
+        "onnx_generate_greedy_int8",
+        "onnx_numpy_greedy",
+        "onnx_numpy_greedy_int8",
     }
     assert result["ratio_to_tutorial"]["tutorial_greedy"] == 1.0
     assert len(result["replies"]["generate_greedy"]) == 10
+    # Same weights, same search: ONNX Runtime's replies are generate()'s.
+    identical = result["onnx_replies_identical_to_generate"]
+    assert identical["onnx_generate_greedy"] == identical["onnx_numpy_greedy"] == 10
+    assert identical["onnx_generate_beam5_ngram3"] == 10
+    assert all(value > 0 for value in result["replies_per_second_at_batch_32"].values())
+    assert set(result["where_time_goes_ms_per_reply"]["onnx_numpy_greedy"]) == {
+        "encoder",
+        "decoder_step",
+        "python_overhead",
+    }
     assert 0 <= result["int8_quantization"]["replies_identical_to_fp32"] <= 10
