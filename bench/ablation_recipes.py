@@ -5,8 +5,8 @@
 Every run starts from recipes/tutorial.yaml plus its flags, evaluates the validation NLL every `--eval-steps` steps,
 stops `--patience` evaluations after its best one or when its training clock (CPU seconds of one thread, evaluation
 left out: quality_common.BudgetCallback) reaches `--budget-s`, and reports the best validation NLL, its step and the
-training seconds to it: the best each candidate reaches at equal compute. The JSON is rewritten after every run, so a stopped
-ablation keeps what it measured. Nothing here reads the test split.
+training seconds to it: the best each candidate reaches at equal compute. The JSON is rewritten after every run, so
+a stopped ablation keeps what it measured. Nothing here reads the test split.
 """
 
 from __future__ import annotations
