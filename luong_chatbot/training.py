@@ -1,11 +1,12 @@
-"""Train the GRU encoder-decoder chatbot with the Hugging Face `Trainer`, using the PyTorch Chatbot Tutorial's recipe.
+"""Train the GRU encoder-decoder chatbot with the Hugging Face `Trainer`, from a recipe or the tutorial's defaults.
 
 One command gets the data, trains, evaluates, saves a loadable model folder and prints a sample conversation:
 
-    python train.py --corpus-dir data/cornell-sample --output-dir runs/sample
+    python train.py recipes/small-regularized.yaml --corpus-dir data/cornell-sample --output-dir runs/sample
 
-Options come from the dataclasses below (every default with its reason) plus every `transformers.TrainingArguments`
-flag; a single `.json` or `.yaml` file holding the same keys works too: `python train.py recipe.yaml`.
+Options come from the dataclasses below (every default is the PyTorch Chatbot Tutorial's, with its reason) plus every
+`transformers.TrainingArguments` flag. A recipe file (`.yaml`, `.yml` or `.json`, the same keys) may come first: its
+values replace the defaults, and flags after it override them: `python train.py recipes/tutorial.yaml --max_steps 100`.
 """
 
 import functools
