@@ -11,11 +11,12 @@ class LuongGruConfig(PreTrainedConfig):
     r"""
     Configuration of a [`LuongGruModel`]: a bidirectional GRU encoder, a GRU decoder with Luong global attention and
     one word embedding shared by both. The defaults are the tutorial's (hidden size 500, two layers each, dropout 0.1,
-    `dot` attention); only `vocab_size` has to be given.
+    `dot` attention), so `LuongGruConfig()` is the tutorial's model.
 
     Args:
-        vocab_size (`int`):
-            Number of tokens in the vocabulary, special tokens included.
+        vocab_size (`int`, *optional*, defaults to 7827):
+            Number of tokens in the vocabulary, special tokens included. The default is the vocabulary that the
+            tutorial's filters keep on the full Cornell corpus (7,823 words) plus the tokenizer's 4 special tokens.
         hidden_size (`int`, *optional*, defaults to 500):
             Size of the embeddings, of every GRU state and of the attention layer.
         encoder_layers (`int`, *optional*, defaults to 2):
@@ -34,11 +35,12 @@ class LuongGruConfig(PreTrainedConfig):
         attention_type (`str`, *optional*, defaults to `"dot"`):
             Luong score function: `"dot"` (h·ē), `"general"` (h·(Wē + b)) or `"concat"` (vᵀ tanh(W[h; ē] + b)).
         pad_token_id (`int`, *optional*, defaults to 0):
-            Padding token; source positions holding it are masked out of the attention.
+            Padding token; source positions holding it are masked out of the attention. `None` is allowed (as in
+            transformers' configs); every set special id must lie in `[0, vocab_size)`.
         bos_token_id (`int`, *optional*, defaults to 1):
             Beginning-of-sequence token (the tutorial's SOS).
-        eos_token_id (`int`, *optional*, defaults to 2):
-            End-of-sequence token; generation stops once it is produced.
+        eos_token_id (`int` or `list[int]`, *optional*, defaults to 2):
+            End-of-sequence token(s); generation stops once one is produced. `None` generates to `max_new_tokens`.
         decoder_start_token_id (`int`, *optional*, defaults to 1):
             First decoder input, also used to shift labels right.
         tie_word_embeddings (`bool`, *optional*, defaults to `True`):
@@ -57,10 +59,10 @@ class LuongGruConfig(PreTrainedConfig):
     ```python
     >>> from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
 
-    >>> config = LuongGruConfig(vocab_size=7827, attention_type="general")
+    >>> config = LuongGruConfig(attention_type="general")
     >>> model = LuongGruForConditionalGeneration(config)
-    >>> model.config.hidden_size
-    500
+    >>> model.config.hidden_size, model.config.vocab_size
+    (500, 7827)
 
     ```
     """
@@ -68,7 +70,7 @@ class LuongGruConfig(PreTrainedConfig):
     model_type = "luong_gru"
     attribute_map = {"num_hidden_layers": "encoder_layers"}
 
-    vocab_size: int
+    vocab_size: int = 7827
     hidden_size: int = 500
     encoder_layers: int = 2
     decoder_layers: int = 2
@@ -76,10 +78,10 @@ class LuongGruConfig(PreTrainedConfig):
     embedding_dropout: float | int | None = None
     output_dropout: float | int = 0.0
     attention_type: str = "dot"
-    pad_token_id: int = 0
-    bos_token_id: int = 1
-    eos_token_id: int = 2
-    decoder_start_token_id: int = 1
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    decoder_start_token_id: int | None = 1
     tie_word_embeddings: bool = True
     tie_lm_head: bool = False
     use_cache: bool = True
@@ -115,10 +117,13 @@ class LuongGruConfig(PreTrainedConfig):
             )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
-            if not 0 <= value < self.vocab_size:
-                raise ValueError(
-                    f"LuongGruConfig: `{name}` must be a token id in [0, {self.vocab_size}), got {value}."
-                )
+            # Unset ids are allowed (generation tests and users set `eos_token_id=None` to generate to full length).
+            token_ids = [] if value is None else value if isinstance(value, list) else [value]
+            for token_id in token_ids:
+                if not 0 <= token_id < self.vocab_size:
+                    raise ValueError(
+                        f"LuongGruConfig: `{name}` must be a token id in [0, {self.vocab_size}), got {value}."
+                    )
         if not self.is_encoder_decoder:
             raise ValueError("LuongGruConfig: `is_encoder_decoder` must be True.")
 

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedModel
+from transformers.cache_utils import Cache, LinearAttentionLayer
 from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import ModelOutput
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_luong_gru import ATTENTION_TYPES, LuongGruConfig
 
@@ -30,16 +33,44 @@ class LuongGruEncoderOutput(ModelOutput):
         attention_mask (`torch.BoolTensor` of shape `(batch_size, source_length)`):
             Source positions holding real tokens. Kept here because decoding steps in `generate()` only see
             `encoder_outputs`, so they mask exactly what the encoder read.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+            The embeddings, then the outputs of every GRU layer (directions summed), each `(B, S, H)`; the last one
+            equals `last_hidden_state`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     final_state: torch.FloatTensor | None = None
     attention_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-class LuongGruCache:
+class LuongGruCacheLayer(LinearAttentionLayer):
+    """
+    One decoder GRU layer's state: a recurrent state with no sequence dimension, as transformers' linear-attention
+    layers hold it (batch first, so that beam search reorders dimension 0).
+
+    Each step replaces the state rather than copying into a fixed buffer: gradients can then run through decoding
+    steps, and a continued batch may have another size.
+    """
+
+    # `generate()` auto-compiles the forward for compileable caches on accelerators; the packed GRU does not compile.
+    is_compileable = False
+
+    def update_recurrent_state(self, recurrent_states: torch.Tensor, state_idx: int = 0, **kwargs) -> torch.Tensor:
+        self.dtype, self.device = recurrent_states.dtype, recurrent_states.device
+        self.recurrent_states[state_idx] = recurrent_states
+        self.is_recurrent_states_initialized[state_idx] = True
+        self.has_previous_state[state_idx] = True
+        return recurrent_states
+
+
+class LuongGruCache(Cache):
     """
     The decoder's recurrent state between `generate()` steps: with it, each new token costs one decoder step.
+
+    A transformers [`~cache_utils.Cache`] of one [`LuongGruCacheLayer`] per decoder layer. Like transformers' own
+    caches it is updated in place by the forward that receives it, so `generate(..., cache=previous.cache)` continues
+    from where a previous call stopped (pass that call's `sequences` as `decoder_input_ids`).
 
     Args:
         state (`torch.FloatTensor` of shape `(decoder_layers, batch_size, hidden_size)`):
@@ -47,16 +78,92 @@ class LuongGruCache:
     """
 
     def __init__(self, state: torch.Tensor):
-        self.state = state
+        super().__init__(layers=[LuongGruCacheLayer() for _ in range(state.shape[0])])
+        self.update_state(state)
 
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Keeps, in place, the states of the beams that beam search carries on (`beam_idx` indexes the batch)."""
-        self.state = self.state.index_select(1, beam_idx.to(self.state.device))
+    @property
+    def state(self) -> torch.Tensor:
+        """The state of every layer, stacked as `nn.GRU` takes it: `(L, B, H)`."""
+        return torch.stack([self.get_recurrent_state(index) for index in range(len(self.layers))])
+
+    def update_state(self, state: torch.Tensor) -> None:
+        """Replaces the state of every layer with `state` `(L, B, H)`."""
+        if state.shape[0] != len(self.layers):
+            raise ValueError(f"LuongGruCache holds {len(self.layers)} layers, got a state of {state.shape[0]}.")
+        for index, layer_state in enumerate(state.unbind(0)):
+            self.update_recurrent_state(layer_state, index)  # (B, H)
 
 
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+def gru_layer_by_layer(
+    gru: nn.GRU, inputs: torch.Tensor | PackedSequence, state: torch.Tensor | None = None
+) -> tuple[list[torch.Tensor | PackedSequence], torch.Tensor]:
+    """
+    Runs a stacked `nn.GRU` one layer at a time with its own parameters, to return the outputs of every layer (a
+    stacked call returns only the top layer's). Same results as `gru(inputs, state)`; dropout between layers is
+    drawn independently.
+
+    Args:
+        gru (`nn.GRU`): a batch-first GRU with biases.
+        inputs (`torch.FloatTensor` of shape `(batch_size, length, input_size)` or `PackedSequence`).
+        state (`torch.FloatTensor` of shape `(num_layers * directions, batch_size, hidden_size)`, *optional*):
+            Initial state, in the batch's order; zeros when absent.
+
+    Returns:
+        The outputs of each layer (like `inputs`: tensors or packed sequences, directions concatenated) and the final
+        state `(num_layers * directions, batch_size, hidden_size)`, as `nn.GRU` returns them.
+    """
+    directions = 2 if gru.bidirectional else 1
+    packed = isinstance(inputs, PackedSequence)
+    data = inputs.data if packed else inputs
+    if state is None:
+        batch_size = int(inputs.batch_sizes[0]) if packed else inputs.shape[0]
+        state = data.new_zeros(gru.num_layers * directions, batch_size, gru.hidden_size)
+    elif packed and inputs.sorted_indices is not None:
+        state = state.index_select(1, inputs.sorted_indices)  # packed rows are sorted by length, as in nn.GRU
+    layer_outputs, finals = [], []
+    for layer in range(gru.num_layers):
+        if layer > 0:
+            data = F.dropout(data, gru.dropout, gru.training)
+        weights = [
+            getattr(gru, f"{kind}_l{layer}{suffix}")
+            for suffix in ("", "_reverse")[:directions]
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]  # nn.GRU's flat-weights order for one layer
+        layer_state = state[layer * directions : (layer + 1) * directions]  # (directions, B, H)
+        if packed:
+            data, final = torch._VF.gru(
+                data, inputs.batch_sizes, layer_state, weights, True, 1, 0.0, gru.training, gru.bidirectional
+            )
+            layer_outputs.append(
+                PackedSequence(data, inputs.batch_sizes, inputs.sorted_indices, inputs.unsorted_indices)
+            )
+        else:
+            data, final = torch._VF.gru(
+                data,
+                layer_state,
+                weights,
+                True,
+                1,
+                0.0,
+                gru.training,
+                gru.bidirectional,
+                True,  # batch_first
+            )
+            layer_outputs.append(data)
+        finals.append(final)
+    final = torch.cat(finals)  # (L * directions, B, H)
+    if packed and inputs.unsorted_indices is not None:
+        final = final.index_select(1, inputs.unsorted_indices)
+    return layer_outputs, final
+
+
+def shift_tokens_right(
+    labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None
+) -> torch.Tensor:
     """Builds teacher-forcing decoder inputs: the labels shifted one step right, -100 replaced by `pad_token_id`."""
     # Adapted from transformers.models.bart.modeling_bart.shift_tokens_right
+    if decoder_start_token_id is None or pad_token_id is None:
+        raise ValueError("Deriving decoder inputs from labels needs `decoder_start_token_id` and `pad_token_id`.")
     shifted = labels.new_full(labels.shape, decoder_start_token_id)
     shifted[:, 1:] = labels[:, :-1]
     return shifted.masked_fill(shifted == -100, pad_token_id)
@@ -146,35 +253,64 @@ class LuongGruEncoder(nn.Module):
         )
 
     def forward(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        output_hidden_states: bool = False,
+        **kwargs,
     ) -> LuongGruEncoderOutput:
         """
         Args:
-            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`):
-                Right-padded source token ids.
+            input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
+                Right-padded source token ids. Give either these or `inputs_embeds`.
             attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*):
-                1 for real tokens, 0 for padding; derived from `pad_token_id` when absent.
+                1 for real tokens, 0 for padding; derived from `pad_token_id` when absent (all ones for
+                `inputs_embeds`).
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`, *optional*):
+                Source embeddings, used instead of looking `input_ids` up in `embed_tokens`.
+            output_hidden_states (`bool`, *optional*, defaults to `False`):
+                Whether to return the embeddings and every GRU layer's outputs as `hidden_states`.
             kwargs (*optional*):
-                Ignored; accepted because `generate()` passes `output_attentions`, `output_hidden_states` and
-                `return_dict` to every encoder.
+                Ignored; accepted because `generate()` passes `output_attentions` and `return_dict` to every encoder.
         """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("LuongGruEncoder needs exactly one of `input_ids` and `inputs_embeds`.")
+        embeds = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, S, H)
+        batch_size, source_length = embeds.shape[:2]
         if attention_mask is None:
-            attention_mask = input_ids.ne(self.pad_token_id)
+            attention_mask = (
+                embeds.new_ones(batch_size, source_length)
+                if input_ids is None or self.pad_token_id is None
+                else input_ids.ne(self.pad_token_id)
+            )
         attention_mask = attention_mask.bool()
         if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
             raise ValueError("LuongGruEncoder expects right-padded inputs: a real token follows padding in a row.")
-        batch_size, source_length = input_ids.shape
-        embeds = self.embedding_dropout(self.embed_tokens(input_ids))  # (B, S, H)
+        embeds = self.embedding_dropout(embeds)  # (B, S, H); the tutorial's has none (embedding_dropout unset)
         # Packing starts the backward direction at each sequence's last real token instead of at its padding.
         lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(embeds, lengths, batch_first=True, enforce_sorted=False)
-        packed_outputs, final = self.gru(packed)  # final: (L * 2, B, H), ordered layer by layer, forward first
-        outputs, _ = nn.utils.rnn.pad_packed_sequence(packed_outputs, batch_first=True, total_length=source_length)
-        outputs = outputs[..., : self.hidden_size] + outputs[..., self.hidden_size :]  # (B, S, 2H) -> (B, S, H)
+        packed = pack_padded_sequence(embeds, lengths, batch_first=True, enforce_sorted=False)
+        hidden_states = None
+        if output_hidden_states:
+            layer_outputs, final = gru_layer_by_layer(self.gru, packed)
+            hidden_states = (embeds, *(self.sum_directions(output, source_length) for output in layer_outputs))
+            outputs = hidden_states[-1]
+        else:
+            packed_outputs, final = self.gru(packed)  # final: (L * 2, B, H), ordered layer by layer, forward first
+            outputs = self.sum_directions(packed_outputs, source_length)
         final = final.view(self.num_layers, 2, batch_size, self.hidden_size).sum(dim=1)  # (L, B, H)
         return LuongGruEncoderOutput(
-            last_hidden_state=outputs, final_state=final.transpose(0, 1), attention_mask=attention_mask
+            last_hidden_state=outputs,
+            final_state=final.transpose(0, 1),
+            attention_mask=attention_mask,
+            hidden_states=hidden_states,
         )
+
+    def sum_directions(self, packed_outputs: PackedSequence, source_length: int) -> torch.Tensor:
+        """Unpacks one GRU layer's outputs and sums its two directions: (B, S, 2H) -> (B, S, H), zeros at padding."""
+        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=source_length)
+        return outputs[..., : self.hidden_size] + outputs[..., self.hidden_size :]
 
 
 class LuongGruDecoder(nn.Module):
@@ -204,48 +340,74 @@ class LuongGruDecoder(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.LongTensor,
+        input_ids: torch.LongTensor | None,
         state: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor,
         lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs_embeds: torch.FloatTensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """
         Args:
-            input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder input ids.
+            input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder input ids, or `None` with
+                `inputs_embeds`.
             state (`torch.FloatTensor` of shape `(decoder_layers, batch_size, hidden_size)`): initial GRU state.
             encoder_hidden_states (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`).
             encoder_attention_mask (`torch.BoolTensor` of shape `(batch_size, source_length)`).
             lengths (`torch.Tensor` of shape `(batch_size,)`, *optional*):
                 Real (right-padded) input positions per row. When given, the GRU skips the padding: its outputs there
                 are zeros and the returned state is each row's state after its last real input.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`, *optional*):
+                Decoder input embeddings, used instead of looking `input_ids` up in `embed_tokens`.
+            output_hidden_states (`bool`, *optional*, defaults to `False`):
+                Whether to also return the embeddings and every GRU layer's outputs.
 
         Returns:
             `tuple(torch.FloatTensor)`: features `(B, T, H)` (before `lm_head`), the GRU state after the last input
-            `(L, B, H)` and the attention weights `(B, T, S)`.
+            `(L, B, H)` and the attention weights `(B, T, S)`; with `output_hidden_states`, a fourth item: the
+            embeddings (after dropout) and every GRU layer's outputs, each `(B, T, H)`.
         """
-        embeds = self.dropout(self.embed_tokens(input_ids))  # (B, T, H)
-        if lengths is None:
-            gru_outputs, state = self.gru(embeds, state)  # (B, T, H), (L, B, H)
-        else:
-            # Teacher forcing on padded targets: on CPU the GRU's per-step matrix products are most of the decoder's
-            # training time, and packing runs them only on each step's real rows.
-            packed = nn.utils.rnn.pack_padded_sequence(
-                embeds, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-            )
-            packed_outputs, state = self.gru(packed, state)  # state: (L, B, H), in the batch's order
-            gru_outputs, _ = nn.utils.rnn.pad_packed_sequence(
-                packed_outputs, batch_first=True, total_length=input_ids.shape[1]
-            )  # (B, T, H)
+        embeds = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        embeds = self.dropout(embeds)  # (B, T, H)
+        gru_outputs, state, hidden_states = self.run_gru(embeds, state, lengths, output_hidden_states)
         context, weights = self.attention(gru_outputs, encoder_hidden_states, encoder_attention_mask)  # (B, T, H)
         features = torch.tanh(self.concat(torch.cat([gru_outputs, context], dim=-1)))  # (B, T, 2H) -> (B, T, H)
-        return self.output_dropout(features), state, weights
+        features = self.output_dropout(features)  # before lm_head (config.output_dropout; the tutorial has none)
+        if output_hidden_states:
+            return features, state, weights, (embeds, *hidden_states)
+        return features, state, weights
+
+    def run_gru(
+        self, embeds: torch.Tensor, state: torch.Tensor, lengths: torch.Tensor | None, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The decoder GRU over `embeds` (B, T, H) from `state` (L, B, H): top outputs, final state, layer outputs."""
+        target_length = embeds.shape[1]
+        inputs = embeds
+        if lengths is not None:
+            # Teacher forcing on padded targets: on CPU the GRU's per-step matrix products are most of the decoder's
+            # training time, and packing runs them only on each step's real rows.
+            inputs = pack_padded_sequence(embeds, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        if output_hidden_states:
+            layer_outputs, state = gru_layer_by_layer(self.gru, inputs, state)
+        else:
+            top_outputs, state = self.gru(inputs, state)  # state: (L, B, H), in the batch's order
+            layer_outputs = [top_outputs]
+        if lengths is not None:
+            layer_outputs = [
+                pad_packed_sequence(output, batch_first=True, total_length=target_length)[0]
+                for output in layer_outputs
+            ]  # (B, T, H) each
+        return layer_outputs[-1], state, tuple(layer_outputs) if output_hidden_states else None
 
 
 class LuongGruPreTrainedModel(PreTrainedModel):
     config: LuongGruConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
+    # The cache is a GRU state, which cannot be rolled back to a shorter prefix: `generate()` then refuses assisted
+    # decoding and prompt lookup with its own error.
+    _is_stateful = True
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
@@ -309,6 +471,7 @@ class LuongGruModel(LuongGruPreTrainedModel):
         if self.config.tie_word_embeddings:
             self.decoder.embed_tokens = value
 
+    @deprecate_kwarg("past_key_values", version="6.0.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -317,15 +480,18 @@ class LuongGruModel(LuongGruPreTrainedModel):
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: LuongGruEncoderOutput | None = None,
         cache: LuongGruCache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        decoder_inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput | tuple:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(batch_size, source_length)`, *optional*):
-                Right-padded source token ids; not needed when `encoder_outputs` is given.
+                Right-padded source token ids; not needed when `encoder_outputs` or `inputs_embeds` is given.
             attention_mask (`torch.Tensor` of shape `(batch_size, source_length)`, *optional*):
                 1 for real source tokens, 0 for padding; derived from `pad_token_id` when absent.
             decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`):
@@ -337,37 +503,65 @@ class LuongGruModel(LuongGruPreTrainedModel):
             encoder_outputs ([`LuongGruEncoderOutput`], *optional*):
                 Precomputed encoder outputs.
             cache ([`LuongGruCache`], *optional*):
-                Decoder state after the previous tokens; when absent the decoder starts from the encoder's states.
+                Decoder state after the previous tokens, updated in place; when absent the decoder starts from the
+                encoder's states. `past_key_values`, its older name, is accepted with a deprecation warning.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, source_length, hidden_size)`, *optional*):
+                Source embeddings instead of `input_ids`.
+            decoder_inputs_embeds (`torch.FloatTensor` of shape `(batch_size, target_length, hidden_size)`,
+                *optional*): decoder input embeddings instead of `decoder_input_ids`.
             use_cache (`bool`, *optional*, defaults to `config.use_cache`):
                 Whether to return the decoder state as `cache`.
-            output_attentions (`bool`, *optional*):
-                Whether to return the attention weights `(B, T, S)` as `cross_attentions`.
+            output_attentions (`bool`, *optional*, defaults to `config.output_attentions`):
+                Whether to return the attention weights `(B, 1, T, S)` (one head) as `cross_attentions`. The model
+                has no self-attention, so `encoder_attentions` and `decoder_attentions` stay `None`.
+            output_hidden_states (`bool`, *optional*, defaults to `config.output_hidden_states`):
+                Whether to return `encoder_hidden_states` and `decoder_hidden_states`: the embeddings, then the
+                outputs of every GRU layer. The GRU layers then run one at a time, with the same weights.
             return_dict (`bool`, *optional*, defaults to `config.return_dict`):
                 Whether to return a [`Seq2SeqModelOutput`] instead of a tuple.
             kwargs (*optional*):
                 Ignored; accepted so that `generate()` and `Trainer` can pass their generic flags.
         """
-        if decoder_input_ids is None:
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
             raise ValueError(
                 "LuongGruModel needs `decoder_input_ids` (the ForConditionalGeneration model derives them from labels)"
             )
+        if cache is not None and not isinstance(cache, LuongGruCache):
+            raise TypeError(f"`cache` must be a LuongGruCache (a previous output's), got {type(cache).__name__}.")
         use_cache = use_cache if use_cache is not None else self.config.use_cache
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask)
+            encoder_outputs = self.encoder(
+                input_ids, attention_mask, inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states
+            )
         mask = attention_mask.bool() if attention_mask is not None else encoder_outputs.attention_mask
         state = cache.state if cache is not None else initial_decoder_state(encoder_outputs)  # (L, B, H)
+        target_length = (decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds).shape[1]
         lengths = None
-        if decoder_attention_mask is not None and decoder_input_ids.shape[1] > 1:
+        if decoder_attention_mask is not None and target_length > 1:
             lengths = decoder_attention_mask.sum(dim=1)  # (B,)
-        features, state, weights = self.decoder(
-            decoder_input_ids, state, encoder_outputs.last_hidden_state, mask, lengths
+        features, state, weights, *decoder_hidden_states = self.decoder(
+            decoder_input_ids,
+            state,
+            encoder_outputs.last_hidden_state,
+            mask,
+            lengths,
+            inputs_embeds=decoder_inputs_embeds,
+            output_hidden_states=output_hidden_states,
         )
+        if use_cache and cache is not None:
+            cache.update_state(state)
         output = Seq2SeqModelOutput(
             last_hidden_state=features,
-            cache=LuongGruCache(state) if use_cache else None,
-            cross_attentions=(weights,) if output_attentions else None,
+            cache=(cache if cache is not None else LuongGruCache(state)) if use_cache else None,
+            decoder_hidden_states=decoder_hidden_states[0] if output_hidden_states else None,
+            cross_attentions=(weights[:, None],) if output_attentions else None,  # (B, 1, T, S): one head
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states if output_hidden_states else None,
         )
         return output if return_dict else output.to_tuple()
 
@@ -424,6 +618,7 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
+    @deprecate_kwarg("past_key_values", version="6.0.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -432,25 +627,28 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: LuongGruEncoderOutput | None = None,
         cache: LuongGruCache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        decoder_inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput | tuple:
         r"""
         Args:
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
-                Target token ids, -100 where there is no target (padding). Without `decoder_input_ids`, the decoder
-                inputs are the labels shifted right (teacher forcing). The loss is the token-mean negative
-                log-likelihood over the positions that are not -100.
+                Target token ids, -100 where there is no target (padding). Without `decoder_input_ids` (and
+                `decoder_inputs_embeds`), the decoder inputs are the labels shifted right (teacher forcing). The loss
+                is the token-mean negative log-likelihood over the positions that are not -100.
 
             The other arguments are those of [`LuongGruModel.forward`].
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if labels is not None:
             use_cache = False
-            if decoder_input_ids is None:
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
                 )
@@ -461,8 +659,12 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
             cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
         loss = None if labels is None else token_mean_nll(logits, labels)
@@ -470,8 +672,10 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             loss=loss,
             logits=logits,
             cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
         )
         return output if return_dict else output.to_tuple()
 
@@ -505,26 +709,17 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
         return torch.cat(all_logits, dim=1)  # (B, T, V)
 
     def prepare_inputs_for_generation(
-        self,
-        input_ids: torch.LongTensor,
-        cache: LuongGruCache | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_outputs: LuongGruEncoderOutput | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        **kwargs,
+        self, input_ids: torch.LongTensor, cache: LuongGruCache | None = None, **kwargs
     ) -> dict:
-        """A lean replacement of the generic version: once the state carries the prefix, feed only the new token."""
+        """
+        [`GenerationMixin.prepare_inputs_for_generation`], which passes every other keyword argument through, except
+        that once a state exists only the newest token is fed: the state already holds everything before it, also
+        when `generate()` continues from a returned cache.
+        """
         if cache is not None:
             input_ids = input_ids[:, -1:]  # (B, 1)
-        return {
-            "decoder_input_ids": input_ids,
-            "cache": cache,
-            "attention_mask": attention_mask,
-            "encoder_outputs": encoder_outputs,
-            "use_cache": use_cache,
-            "output_attentions": output_attentions,
-        }
+        kwargs.pop("next_sequence_length", None)  # the slicing above replaces the key/value caches' slicing
+        return super().prepare_inputs_for_generation(input_ids, cache=cache, **kwargs)
 
 
 def token_mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

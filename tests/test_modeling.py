@@ -14,8 +14,10 @@ import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers.cache_utils import Cache, DynamicCache
 
 from modeling_seq2seq import (
+    LuongGruCache,
     LuongGruConfig,
     LuongGruForConditionalGeneration,
     LuongGruModel,
@@ -127,7 +129,7 @@ def test_output_shapes(tester, attention_type):
     assert outputs.logits.shape == (3, 4, tester.vocab_size)
     assert outputs.loss.ndim == 0
     assert outputs.encoder_last_hidden_state.shape == (3, 5, tester.hidden_size)
-    assert outputs.cross_attentions[0].shape == (3, 4, 5)
+    assert outputs.cross_attentions[0].shape == (3, 1, 4, 5)  # (B, heads, T, S): one head
     assert outputs.cache is None  # labels given: training needs no cache
     assert base.last_hidden_state.shape == (3, 2, tester.hidden_size)
     assert base.cache.state.shape == (tester.layers, 3, tester.hidden_size)
@@ -141,7 +143,7 @@ def test_padded_source_positions_are_masked(tester, attention_type):
         batched = model(**inputs, output_attentions=True)
         derived_mask = model(input_ids=inputs["input_ids"], labels=inputs["labels"])
         alone = model(input_ids=inputs["input_ids"][1:2, :2], labels=inputs["labels"][1:2, :1])
-    weights = batched.cross_attentions[0]  # (B, T, S)
+    weights = batched.cross_attentions[0][:, 0]  # (B, T, S) of the one head
     assert torch.all(weights[1, :, 2:] == 0) and torch.all(weights[2, :, 4:] == 0)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4))
     torch.testing.assert_close(derived_mask.logits, batched.logits)
@@ -515,3 +517,242 @@ def test_trust_remote_code_loads_without_the_package(tester, tmp_path):
     with torch.no_grad():
         expected = model.generate(input_ids, num_beams=2).tolist()
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+# The transformers contract: optional special ids, the Cache API, per-layer hidden states, pass-through kwargs
+
+
+def test_config_defaults_and_optional_special_ids():
+    assert LuongGruConfig().vocab_size == 7827  # the tutorial's vocabulary on the full corpus, plus 4 specials
+    assert AutoConfig.for_model("luong_gru").hidden_size == 500
+    config = LuongGruConfig(vocab_size=24, eos_token_id=None, pad_token_id=None)
+    assert config.eos_token_id is None and config.pad_token_id is None
+    assert LuongGruConfig(vocab_size=24, eos_token_id=[EOS, 13]).eos_token_id == [EOS, 13]
+    with pytest.raises(ValueError, match="eos_token_id"):
+        LuongGruConfig(vocab_size=24, eos_token_id=[EOS, 24])
+
+
+def test_eos_token_id_none_generates_to_max_new_tokens(tester):
+    model = memorised_model()  # stops at EOS after 4, 1 and 3 tokens
+    input_ids = tester.prepare_inputs()["input_ids"]
+    with torch.no_grad():
+        full = model.generate(input_ids, eos_token_id=None, max_new_tokens=7)
+        model.config.eos_token_id = model.generation_config.eos_token_id = None
+        from_config = model.generate(input_ids, max_new_tokens=7)
+        model.config.eos_token_id = model.generation_config.eos_token_id = EOS
+        several = model.generate(input_ids, eos_token_id=[EOS, 16], max_new_tokens=7)
+    assert full.shape == from_config.shape == (3, 8) and torch.equal(full, from_config)
+    assert [strip_after_eos(row)[1:] for row in full.tolist()] == [[13, 14, 15, EOS], [EOS], [16, 17, EOS]]
+    assert several[2, 1].item() == 16 and several[2, 2:].eq(PAD).all()  # row 2 stopped at its first token, 16
+
+
+def test_generate_continues_from_a_returned_cache(tester):
+    model = tester.create_model()
+    inputs = {key: tester.prepare_inputs()[key] for key in ("input_ids", "attention_mask")}
+    kwargs = {"eos_token_id": None, "return_dict_in_generate": True}
+    with torch.no_grad():
+        whole = model.generate(**inputs, max_new_tokens=6, **kwargs)
+        first = model.generate(**inputs, max_new_tokens=2, **kwargs)
+        assert isinstance(first.cache, Cache) and all(first.cache.is_linear) and len(first.cache) == tester.layers
+        assert first.cache.state.shape == (tester.layers, 3, tester.hidden_size)
+        continued = model.generate(
+            **inputs, decoder_input_ids=first.sequences, cache=first.cache, max_new_tokens=4, **kwargs
+        )
+    assert torch.equal(continued.sequences, whole.sequences)
+    torch.testing.assert_close(continued.cache.state, whole.cache.state)
+
+
+def test_stateful_cache_refuses_assisted_decoding_with_transformers_error(tester):
+    model = tester.create_model()
+    with pytest.raises(ValueError, match="not supported with stateful models"):
+        model.generate(tester.prepare_inputs()["input_ids"], prompt_lookup_num_tokens=2)
+
+
+def test_past_key_values_is_the_deprecated_name_of_cache(tester):
+    model = tester.create_model()
+    inputs = tester.prepare_inputs()
+    step = {"input_ids": inputs["input_ids"], "decoder_input_ids": torch.full((3, 1), BOS), "use_cache": True}
+    with torch.no_grad():
+        cache = model(**step).cache
+        state = cache.state.clone()
+        expected = model(**step, cache=LuongGruCache(state.clone())).logits
+        with pytest.warns(FutureWarning, match="`past_key_values` is deprecated"):
+            renamed = model(**step, past_key_values=LuongGruCache(state.clone())).logits
+        with pytest.raises(TypeError, match="must be a LuongGruCache"):
+            model(**step, cache=DynamicCache(config=model.config))
+    torch.testing.assert_close(renamed, expected, rtol=0, atol=0)
+
+
+def test_prepare_inputs_for_generation_passes_kwargs_through(tester):
+    model = tester.create_model()
+    inputs = tester.prepare_inputs()
+    decoder_ids = torch.tensor([[BOS, 5, 6]] * 3)
+    with torch.no_grad():
+        encoder_outputs = model.get_encoder()(inputs["input_ids"])
+        cache = model(encoder_outputs=encoder_outputs, decoder_input_ids=decoder_ids[:, :2], use_cache=True).cache
+    extra = {"output_hidden_states": True, "output_attentions": True, "use_cache": True, "custom_arg": "value"}
+    decoder_attention_mask = torch.ones_like(decoder_ids)
+    prepared = model.prepare_inputs_for_generation(
+        decoder_ids,
+        cache=cache,
+        attention_mask=inputs["attention_mask"],
+        encoder_outputs=encoder_outputs,
+        decoder_attention_mask=decoder_attention_mask,
+        **extra,
+    )
+    assert prepared["decoder_input_ids"].tolist() == [[6]] * 3  # the state holds everything before the new token
+    assert prepared["cache"] is cache and prepared["encoder_outputs"] is encoder_outputs
+    assert prepared["decoder_attention_mask"] is decoder_attention_mask
+    assert torch.equal(prepared["attention_mask"], inputs["attention_mask"])
+    assert {key: prepared[key] for key in extra} == extra
+    assert model.prepare_inputs_for_generation(decoder_ids)["decoder_input_ids"].shape == (3, 3)  # no cache yet
+
+
+def one_gru_layer(gru: torch.nn.GRU, layer: int) -> torch.nn.GRU:
+    """A one-layer `nn.GRU` holding layer `layer` of `gru`: an independent reference for per-layer outputs."""
+    input_size = getattr(gru, f"weight_ih_l{layer}").shape[1]  # 2H above a bidirectional layer
+    single = torch.nn.GRU(input_size, gru.hidden_size, 1, batch_first=True, bidirectional=gru.bidirectional)
+    suffixes = ("", "_reverse") if gru.bidirectional else ("",)
+    single.load_state_dict(
+        {
+            f"{kind}_l0{suffix}": getattr(gru, f"{kind}_l{layer}{suffix}")
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            for suffix in suffixes
+        }
+    )
+    return single
+
+
+@pytest.mark.parametrize("packed_decoder", [False, True], ids=["plain", "decoder_attention_mask"])
+def test_output_hidden_states_returns_every_layer(packed_decoder):
+    tester = LuongGruModelTester(layers=3)
+    hidden = tester.hidden_size
+    model = tester.create_model()
+    inputs = tester.prepare_inputs()
+    if packed_decoder:
+        inputs["decoder_attention_mask"] = inputs["labels"].ne(-100)
+    with torch.no_grad():
+        plain = model(**inputs)
+        outputs = model(**inputs, output_hidden_states=True)
+        model.config.output_hidden_states = True
+        from_config = model(**inputs)
+    encoder_states, decoder_states = outputs.encoder_hidden_states, outputs.decoder_hidden_states
+    assert len(encoder_states) == len(decoder_states) == 3 + 1  # the embeddings, then every GRU layer
+    assert all(state.shape == (3, 5, hidden) for state in encoder_states)
+    assert all(state.shape == (3, 4, hidden) for state in decoder_states)
+    torch.testing.assert_close(outputs.logits, plain.logits)
+    torch.testing.assert_close(encoder_states[-1], plain.encoder_last_hidden_state)
+    torch.testing.assert_close(from_config.decoder_hidden_states[-1], decoder_states[-1])
+    encoder, decoder = model.model.encoder, model.model.decoder
+    with torch.no_grad():
+        torch.testing.assert_close(encoder_states[0], encoder.embed_tokens(inputs["input_ids"]))
+        # Encoder layers 0 and 1 run alone as one-layer nn.GRUs on row 0 (no padding); a layer reads the one below
+        # with its directions concatenated, and the hidden states hold them summed.
+        embeds = encoder.embed_tokens(inputs["input_ids"][:1])  # (1, S, H)
+        layer_0 = one_gru_layer(encoder.gru, 0)(embeds)[0]  # (1, S, 2H)
+        layer_1 = one_gru_layer(encoder.gru, 1)(layer_0)[0]
+        torch.testing.assert_close(encoder_states[1][:1], layer_0[..., :hidden] + layer_0[..., hidden:])
+        torch.testing.assert_close(encoder_states[2][:1], layer_1[..., :hidden] + layer_1[..., hidden:])
+        # The decoder's top layer is what the stacked GRU hands the attention, on every real position.
+        encoder_outputs = encoder(inputs["input_ids"], inputs["attention_mask"])
+        decoder_embeds = decoder.embed_tokens(shift_tokens_right(inputs["labels"], PAD, BOS))
+        top = decoder.gru(decoder_embeds, initial_decoder_state(encoder_outputs))[0]  # (B, T, H)
+    real = inputs["labels"].ne(-100) if packed_decoder else torch.ones(3, 4, dtype=torch.bool)
+    torch.testing.assert_close(decoder_states[-1][real], top[real])
+    torch.testing.assert_close(decoder_states[0], decoder_embeds)  # eval mode: dropout is the identity
+
+
+def test_hidden_states_in_generate_and_cross_attentions_with_a_head_dimension(tester):
+    model = tester.create_model()
+    inputs = tester.prepare_inputs()
+    with torch.no_grad():
+        out = model.generate(
+            inputs["input_ids"],
+            eos_token_id=None,
+            max_new_tokens=3,
+            output_hidden_states=True,
+            output_attentions=True,
+            return_dict_in_generate=True,
+        )
+        model.config.output_attentions = True
+        from_config = model(**inputs)
+    assert len(out.encoder_hidden_states) == tester.layers + 1
+    assert [len(step) for step in out.decoder_hidden_states] == [tester.layers + 1] * 3
+    assert all(state.shape == (3, 1, tester.hidden_size) for step in out.decoder_hidden_states for state in step)
+    assert [tuple(step[0].shape) for step in out.cross_attentions] == [(3, 1, 1, 5)] * 3  # (B, heads, T, S)
+    assert out.encoder_attentions is None and not any(out.decoder_attentions)  # no self-attention
+    assert from_config.cross_attentions[0].shape == (3, 1, 4, 5)
+
+
+def test_inputs_embeds_equal_input_ids(tester):
+    model = tester.create_model()
+    inputs = tester.prepare_inputs()
+    decoder_input_ids = shift_tokens_right(inputs["labels"], PAD, BOS)
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        from_ids = model(**inputs)
+        from_embeds = model(
+            inputs_embeds=embed(inputs["input_ids"]),
+            attention_mask=inputs["attention_mask"],
+            decoder_inputs_embeds=embed(decoder_input_ids),
+            labels=inputs["labels"],
+        )
+    torch.testing.assert_close(from_embeds.logits, from_ids.logits)
+    torch.testing.assert_close(from_embeds.loss, from_ids.loss)
+    with pytest.raises(ValueError, match="exactly one of `input_ids` and `inputs_embeds`"):
+        model(input_ids=inputs["input_ids"], inputs_embeds=embed(inputs["input_ids"]), labels=inputs["labels"])
+
+
+# Every parameter of the model, by name and shape: the layout checkpoints have had since the first release.
+CHECKPOINT_LAYOUT = {
+    "model.encoder.embed_tokens.weight": ("V", "H"),
+    **{
+        f"model.encoder.gru.{kind}_l{layer}{suffix}": shape
+        for layer in range(2)
+        for suffix in ("", "_reverse")
+        for kind, shape in (
+            ("weight_ih", ("3H", "2H" if layer else "H")),  # above layer 0, the input is both directions
+            ("weight_hh", ("3H", "H")),
+            ("bias_ih", ("3H",)),
+            ("bias_hh", ("3H",)),
+        )
+    },
+    **{
+        f"model.decoder.gru.{kind}_l{layer}": ("3H", "H") if kind.startswith("weight") else ("3H",)
+        for layer in range(2)
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    },
+    "model.decoder.attention.attn.weight": ("H", "H"),
+    "model.decoder.attention.attn.bias": ("H",),
+    "model.decoder.concat.weight": ("H", "2H"),
+    "model.decoder.concat.bias": ("H",),
+    "lm_head.weight": ("V", "H"),
+    "lm_head.bias": ("V",),
+}
+
+
+def test_checkpoints_in_the_released_layout_still_load(tester, tmp_path):
+    """A checkpoint written with the released parameter names (no model code involved) loads with nothing missing."""
+    from safetensors.torch import save_file
+
+    sizes = {
+        "V": tester.vocab_size,
+        "H": tester.hidden_size,
+        "2H": 2 * tester.hidden_size,
+        "3H": 3 * tester.hidden_size,
+    }
+    generator = torch.Generator().manual_seed(0)
+    saved = {
+        name: torch.randn([sizes[dim] for dim in shape], generator=generator)
+        for name, shape in CHECKPOINT_LAYOUT.items()
+    }
+    tester.get_config(attention_type="general").save_pretrained(tmp_path)
+    save_file(saved, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    model, info = LuongGruForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set()
+    assert set(model.state_dict()) == set(saved) | {"model.decoder.embed_tokens.weight"}  # tied to the encoder's
+    for name, tensor in saved.items():
+        torch.testing.assert_close(model.state_dict()[name], tensor, rtol=0, atol=0)
+    inputs = tester.prepare_inputs()
+    with torch.no_grad():  # the per-layer path reads the same parameters
+        torch.testing.assert_close(model(**inputs, output_hidden_states=True).logits, model(**inputs).logits)

@@ -3,6 +3,10 @@
 import json
 import os
 import re
+import subprocess
+import sys
+import sysconfig
+import textwrap
 import unicodedata
 
 import pyarrow as pa
@@ -156,3 +160,70 @@ def test_vocabulary_is_checked():
     for words in (["a", "a"], ["<pad>"], [""], ["two words"]):
         with pytest.raises(ValueError, match="vocabulary words must be unique"):
             build_word_level_tokenizer(words)
+
+
+LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    # A plain path entry: with -S the .pth files, among them the editable install's finder, are never processed.
+    sys.path.append({site_packages!r})
+    assert importlib.util.find_spec("modeling_seq2seq") is None, "the package must not be importable here"
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    tokenizer = {loader}
+    assert "modeling_seq2seq" not in sys.modules
+    print(json.dumps(tokenizer(["Where am I?", "you are in a hospital."])["input_ids"]))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "loader",
+    [
+        "AutoTokenizer.from_pretrained({model_dir!r}, trust_remote_code=True)",
+        "AutoTokenizer.from_pretrained({model_dir!r}, trust_remote_code=False)",
+        "PreTrainedTokenizerFast.from_pretrained({model_dir!r})",
+    ],
+    ids=["auto-trusted", "auto-untrusted", "fast-class"],
+)
+def test_tokenizer_in_a_model_folder_loads_without_the_package(tokenizer, tmp_path, loader):
+    """A trained model's folder (config.json with `auto_map`, and the tokenizer) where the package is not installed.
+
+    No "run custom code?" prompt. Without `trust_remote_code`, transformers 5.24's AutoTokenizer always loads
+    config.json through AutoConfig first (before it reads tokenizer_config.json), so its `auto_map` prompts then; with
+    `trust_remote_code=False` transformers falls back to a plain config and logs a model-type warning, which is its
+    own behaviour, so only the trusted and the direct loads are required to be silent.
+    """
+    from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
+
+    model_dir = tmp_path / "model"
+    LuongGruForConditionalGeneration(LuongGruConfig(vocab_size=len(tokenizer), hidden_size=8)).save_pretrained(
+        model_dir
+    )
+    tokenizer.save_pretrained(model_dir)
+    script = LOAD_WITHOUT_PACKAGE.format(
+        site_packages=sysconfig.get_paths()["purelib"], loader=loader.format(model_dir=str(model_dir))
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "Do you wish to run the custom code" not in output
+    if "trust_remote_code=False" not in loader:
+        assert "You are using a model of type" not in output
+    expected = tokenizer(["Where am I?", "you are in a hospital."])["input_ids"]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
