@@ -172,7 +172,7 @@ def train_step(
     target, mask = batch["target"], batch["mask"]
     batch_size = target.size(1)
     encoder_outputs, encoder_hidden = model.encoder(batch["input_seq"], batch["lengths"])
-    decoder_input = torch.full((1, batch_size), SOS_ID, dtype=torch.long)
+    decoder_input = torch.full((1, batch_size), SOS_ID, dtype=torch.long, device=target.device)
     decoder_hidden = encoder_hidden[: model.decoder.num_layers]  # layer 0's two directions: the tutorial's flaw
     teacher_forcing = random.random() < teacher_forcing_ratio
     loss, weighted_sum, n_tokens = 0.0, 0.0, 0

@@ -20,13 +20,7 @@ from typing import Any, TextIO
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from .cli import OneLineErrorParser, add_decoding_arguments, generate_kwargs_from_args, quiet_transformers
-from .inference import (
-    ModelLoadError,
-    generate_replies,
-    load_model_and_tokenizer,
-    truncation_notice,
-    unknown_words,
-)
+from .inference import ModelLoadError, generate_replies, load_model_and_tokenizer, reply_with_notices
 
 QUIT_COMMANDS = ("q", "quit")
 
@@ -66,13 +60,9 @@ def chat(
 ) -> None:
     """Answer each query from `stream` with a `Bot: ...` line on stdout; notices go to stderr."""
     for query in read_queries(stream, interactive):
-        unknown = unknown_words(tokenizer, query)
-        if unknown:
-            print(f"Note: unknown words, read as {tokenizer.unk_token}: {', '.join(unknown)}", file=sys.stderr)
-        notice = truncation_notice(tokenizer, query)
-        if notice:
+        reply, notices = reply_with_notices(model, tokenizer, query, **generate_kwargs)
+        for notice in notices:
             print(notice, file=sys.stderr)
-        (reply,) = generate_replies(model, tokenizer, [query], **generate_kwargs)
         print(f"Bot: {reply}", flush=True)
 
 

@@ -152,3 +152,40 @@ def truncation_notice(tokenizer: PreTrainedTokenizerBase, text: str) -> str | No
     if len(words) <= limit:
         return None
     return f"Note: the model reads at most {limit} words; your input was cut to: {' '.join(words[:limit])}"
+
+
+def input_notices(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
+    """What the user should know about how the model reads `text`: nothing readable, unknown words, a cut input."""
+    if not normalized_words(tokenizer, text):
+        return ["Note: the model reads only letters and . ! ?, and your input has none of them"]
+    notices = []
+    unknown = unknown_words(tokenizer, text)
+    if unknown:
+        notices.append(f"Note: unknown words, read as {tokenizer.unk_token}: {', '.join(unknown)}")
+    cut = truncation_notice(tokenizer, text)
+    if cut:
+        notices.append(cut)
+    return notices
+
+
+def reply_with_notices(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, query: str, **generate_kwargs: Any
+) -> tuple[str, list[str]]:
+    """One reply to one user input, with the notices about how the model read it: what the chat and the web page show.
+
+    Args:
+        model (`PreTrainedModel`):
+            A seq2seq model such as `LuongGruForConditionalGeneration`.
+        tokenizer (`PreTrainedTokenizerBase`):
+            Its tokenizer.
+        query (`str`):
+            One user input, already stripped of surrounding whitespace.
+        generate_kwargs:
+            Passed to `generate_replies`.
+
+    Returns:
+        `tuple[str, list[str]]`: the reply and the notices of `input_notices`, each one line.
+    """
+    notices = input_notices(tokenizer, query)
+    (reply,) = generate_replies(model, tokenizer, [query], **generate_kwargs)
+    return reply, notices

@@ -9,7 +9,6 @@ Options come from the dataclasses below (every default is the PyTorch Chatbot Tu
 values replace the defaults, and flags after it override them: `python train.py recipes/tutorial.yaml --max_steps 100`.
 """
 
-import functools
 import gc
 import json
 import logging
@@ -40,12 +39,12 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.trainer_utils import HubStrategy, IntervalStrategy, SchedulerType
 from transformers.training_args import OptimizerNames
 
 from data_scripts.build_dataset import build_dataset
 from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
-from modeling_seq2seq.modeling_luong_gru import shift_tokens_right
 
 from .inference import TUTORIAL_PROMPTS, generate_replies
 
@@ -162,8 +161,17 @@ class LuongGruTrainingArguments(TrainingArguments):
     recipe: str | None = field(
         default=None, metadata={"help": "The recipe's name, shown in the model card (the recipe files set it)."}
     )
+    bf16_force: bool = field(
+        default=False,
+        metadata={"help": "Allow --bf16 on a CPU without native bf16 (there it runs emulated, slower than fp32)."},
+    )
 
     def __post_init__(self):
+        if self.bf16 and not self.bf16_force and not torch.cuda.is_available() and not cpu_has_native_bf16():
+            raise ValueError(
+                "--bf16: this CPU has no native bf16 (no avx512_bf16 or amx_bf16 flag), so autocast would run "
+                "emulated kernels, several times slower than fp32; drop --bf16, or add --bf16_force to use it anyway"
+            )
         if not torch.cuda.is_available() and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or self.bf16):
             # accelerate sets up gloo data parallelism, and CPU bf16 autocast, only with use_cpu: without it each
             # process would train alone, and --bf16 would be refused.
@@ -179,6 +187,24 @@ class LuongGruTrainingArguments(TrainingArguments):
             raise ValueError(f"--early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
         if self.early_stopping_patience and not self.load_best_model_at_end:
             raise ValueError("--early_stopping_patience needs --load_best_model_at_end (and --metric_for_best_model)")
+
+
+def cpu_has_native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX), the only CPUs where bf16 autocast is fast.
+
+    Args:
+        cpuinfo (`str` or `os.PathLike`, *optional*, defaults to `"/proc/cpuinfo"`):
+            The kernel's CPU description, whose `flags` lines are read (Linux); where it cannot be read, oneDNN's
+            report decides alone. Either way oneDNN must report bf16 support.
+    """
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return False
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 class UsageError(Exception):
@@ -351,67 +377,46 @@ class LuongGruTrainer(Trainer):
         """
         labels = inputs["labels"]  # (B, T), -100 at padding
         mask = labels.ne(-100)  # (B, T)
-        teacher_forced = not model.training or self.teacher_forcing_this_step()
-        step = self._teacher_forced_nll if teacher_forced else self._free_running_nll
-        step = functools.partial(step, label_smoothing=self.training_label_smoothing(model))
-        token_nll = self._run_through_wrapper(model, step, **inputs)  # (N,), N = mask.sum()
+        num_tokens = mask.sum()
+        with self.accelerator.autocast():
+            if not model.training or self.teacher_forcing_this_step():
+                # The model's own forward: it packs the decoder by the labels and runs lm_head on real tokens only.
+                outputs = model(**inputs, use_cache=False)
+                nll_sum = outputs.loss * num_tokens  # the model's loss is the token mean
+            else:
+                outputs = self._run_through_wrapper(model, self._free_running_logits, **inputs)
+                nll_sum = F.cross_entropy(outputs.logits[mask].float(), labels[mask], reduction="sum")
+        smoothing = self.training_label_smoothing(model)
+        if smoothing:  # the training loss only: evaluation keeps the plain NLL, a true perplexity
+            nll_sum = F.cross_entropy(
+                outputs.logits[mask].float(), labels[mask], reduction="sum", label_smoothing=smoothing
+            )
         if num_items_in_batch is None:
-            loss = token_nll.sum() / mask.sum().clamp(min=1)
+            loss = nll_sum / num_tokens.clamp(min=1)
         else:
-            loss = token_nll.sum() / num_items_in_batch
+            loss = nll_sum / num_items_in_batch
             if self.args.average_tokens_across_devices and self.args.world_size > 1:
                 # num_items_in_batch counts the tokens of all processes while DDP averages their gradients.
                 loss = loss * self.args.world_size
         if not return_outputs:
             return loss
+        token_nll = F.cross_entropy(outputs.logits[mask].float(), labels[mask], reduction="none")  # (N,)
         return loss, {"token_nll": torch.zeros_like(labels, dtype=token_nll.dtype).masked_scatter(mask, token_nll)}
 
-    def _run_through_wrapper(self, model: torch.nn.Module, step, **inputs) -> torch.Tensor:
+    def _run_through_wrapper(self, model: torch.nn.Module, step, **inputs) -> Seq2SeqLMOutput:
         unwrapped = self.accelerator.unwrap_model(model)
-        with self.accelerator.autocast():
-            if model is unwrapped:
-                return step(unwrapped, **inputs)
-            # DDP all-reduces gradients only in a backward whose forward ran through its wrapper: route `step` there.
-            with _forward_runs(unwrapped, lambda **kwargs: step(unwrapped, **kwargs)):
-                return model(**inputs)
+        if model is unwrapped:
+            return step(unwrapped, **inputs)
+        # DDP all-reduces gradients only in a backward whose forward ran through its wrapper: route `step` there.
+        with _forward_runs(unwrapped, lambda **kwargs: step(unwrapped, **kwargs)):
+            return model(**inputs)
 
     @staticmethod
-    def _teacher_forced_nll(
-        model: PreTrainedModel,
-        input_ids,
-        attention_mask,
-        labels,
-        skip_decoder_padding: bool = True,
-        label_smoothing: float = 0.0,
-        **_,
-    ) -> torch.Tensor:
-        """The NLL of each real target token, teacher forced (`skip_decoder_padding=False`: bench_train's ablation).
-
-        With `label_smoothing` > 0 it is the label-smoothed cross-entropy instead (for training only).
-        """
-        mask = labels.ne(-100)  # (B, T)
-        config = model.config
-        decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)  # (B, T)
-        features = model.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            # Packs the decoder GRU so that it skips the padding (faster; bench/bench_train.py measures it).
-            decoder_attention_mask=mask if skip_decoder_padding else None,
-            use_cache=False,
-        ).last_hidden_state  # (B, T, H)
-        logits = model.lm_head(features[mask])  # (N, V): the output layer only on real target tokens
-        return F.cross_entropy(logits.float(), labels[mask], reduction="none", label_smoothing=label_smoothing)  # (N,)
-
-    @staticmethod
-    def _free_running_nll(
-        model: PreTrainedModel, input_ids, attention_mask, labels, label_smoothing: float = 0.0, **_
-    ) -> torch.Tensor:
-        mask = labels.ne(-100)  # (B, T)
-        logits = model.forward_free_running(input_ids, attention_mask, max_target_length=labels.size(1))  # (B, T, V)
-        return F.cross_entropy(
-            logits[mask].float(), labels[mask], reduction="none", label_smoothing=label_smoothing
-        )  # (N,)
+    def _free_running_logits(model: PreTrainedModel, input_ids, attention_mask, labels, **_) -> Seq2SeqLMOutput:
+        """The tutorial's teacher forcing "off": the decoder fed its own greedy choices, logits `(B, T, V)`."""
+        return Seq2SeqLMOutput(
+            logits=model.forward_free_running(input_ids, attention_mask, max_target_length=labels.size(1))
+        )
 
 
 def token_perplexity(eval_prediction: EvalPrediction) -> dict[str, float]:

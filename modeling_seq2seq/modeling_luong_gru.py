@@ -18,6 +18,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_luong_gru import ATTENTION_TYPES, LuongGruConfig
+from .packed_gru import PackedGru
 
 
 @dataclass
@@ -233,7 +234,11 @@ class LuongGruAttention(nn.Module):
 
 
 class LuongGruEncoder(nn.Module):
-    """Embedding, then a bidirectional GRU run over packed sequences; the two directions are summed."""
+    """
+    Embedding, then a bidirectional GRU run over packed sequences; the two directions are summed.
+
+    The GRU is a [`PackedGru`]: `nn.GRU`'s parameters, with a faster implementation for CPU training.
+    """
 
     def __init__(self, config: LuongGruConfig):
         super().__init__()
@@ -243,7 +248,7 @@ class LuongGruEncoder(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         # The tutorial drops nothing on the encoder's input: `embedding_dropout` None means 0 here.
         self.embedding_dropout = nn.Dropout(config.embedding_dropout or 0.0)
-        self.gru = nn.GRU(
+        self.gru = PackedGru(
             config.hidden_size,
             config.hidden_size,
             config.encoder_layers,
@@ -328,7 +333,7 @@ class LuongGruDecoder(nn.Module):
         embedding_dropout = config.dropout if config.embedding_dropout is None else config.embedding_dropout
         self.dropout = nn.Dropout(embedding_dropout)
         self.output_dropout = nn.Dropout(config.output_dropout)
-        self.gru = nn.GRU(
+        self.gru = PackedGru(
             config.hidden_size,
             config.hidden_size,
             config.decoder_layers,
@@ -641,17 +646,24 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
                 Target token ids, -100 where there is no target (padding). Without `decoder_input_ids` (and
                 `decoder_inputs_embeds`), the decoder inputs are the labels shifted right (teacher forcing). The loss
-                is the token-mean negative log-likelihood over the positions that are not -100.
+                is the token-mean negative log-likelihood over the positions that are not -100. When the -100s are
+                only right padding and no `decoder_attention_mask` is given, the decoder skips that padding (packed
+                GRU, `lm_head` only on the real positions): the loss and the real positions' logits are unchanged,
+                the padded positions' logits are 0.
 
             The other arguments are those of [`LuongGruModel.forward`].
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        target_mask = None
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
                 )
+            if decoder_attention_mask is None and labels.shape[1] > 1:
+                target_mask = right_padding_mask(labels)  # (B, T) or None
+                decoder_attention_mask = target_mask  # the decoder GRU skips the padding
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -666,8 +678,11 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
-        loss = None if labels is None else token_mean_nll(logits, labels)
+        if target_mask is None:
+            logits = self.lm_head(outputs.last_hidden_state)  # (B, T, V)
+            loss = None if labels is None else token_mean_nll(logits, labels)
+        else:
+            logits, loss = self.padding_free_logits_and_loss(outputs.last_hidden_state, labels, target_mask)
         output = Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -678,6 +693,26 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             encoder_hidden_states=outputs.encoder_hidden_states,
         )
         return output if return_dict else output.to_tuple()
+
+    def padding_free_logits_and_loss(
+        self, features: torch.Tensor, labels: torch.Tensor, target_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        `lm_head` and the loss on the real target positions only; the padded positions' logits are 0.
+
+        The labels' right padding has no target and, the decoder reading left to right, no influence on the real
+        positions: skipping it changes neither the loss nor any real logit, and saves the output layer's and the
+        cross-entropy's work there (`bench/bench_train.py` measures it).
+
+        Returns:
+            `tuple(torch.FloatTensor)`: the logits `(B, T, V)` and the token-mean NLL.
+        """
+        real_logits = self.lm_head(features[target_mask])  # (N, V), N real target tokens
+        logits = real_logits.new_zeros(*labels.shape, real_logits.shape[-1])  # (B, T, V)
+        logits = logits.masked_scatter(target_mask[..., None], real_logits)
+        # The loss reads the real rows back out of `logits`, so that it is a function of the returned logits.
+        total = F.cross_entropy(logits[target_mask].float(), labels[target_mask], reduction="sum")
+        return logits, total / target_mask.sum().clamp(min=1)
 
     def forward_free_running(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, max_target_length: int = 10
@@ -720,6 +755,12 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
             input_ids = input_ids[:, -1:]  # (B, 1)
         kwargs.pop("next_sequence_length", None)  # the slicing above replaces the key/value caches' slicing
         return super().prepare_inputs_for_generation(input_ids, cache=cache, **kwargs)
+
+
+def right_padding_mask(labels: torch.Tensor) -> torch.Tensor | None:
+    """The labels' real positions `(B, T)` when every row is right-padded with -100, else None (nothing to skip)."""
+    mask = labels.ne(-100)  # (B, T)
+    return None if (mask[:, 1:] > mask[:, :-1]).any() else mask
 
 
 def token_mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

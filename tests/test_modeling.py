@@ -204,7 +204,8 @@ def test_one_pass_teacher_forcing_equals_step_by_step(attention_type):
     inputs = tester.prepare_inputs()
     decoder_input_ids = shift_tokens_right(inputs["labels"], PAD, BOS)
     with torch.no_grad():
-        one_pass = model(**inputs).logits
+        one_pass = model(inputs["input_ids"], inputs["attention_mask"], decoder_input_ids=decoder_input_ids).logits
+        with_labels = model(**inputs).logits  # skips the labels' padding: only the real positions are computed
         encoder_outputs = model.model.encoder(inputs["input_ids"], inputs["attention_mask"])
         cache, steps = None, []
         for t in range(decoder_input_ids.shape[1]):
@@ -218,16 +219,18 @@ def test_one_pass_teacher_forcing_equals_step_by_step(attention_type):
             cache = step.cache
             steps.append(step.logits)
     assert (one_pass - torch.cat(steps, dim=1)).abs().max() <= 1e-5
+    real = inputs["labels"] != -100
+    assert (with_labels[real] - one_pass[real]).abs().max() <= 1e-5
 
 
 def test_decoder_attention_mask_skips_padding_without_changing_the_loss():
-    """train.py packs the decoder GRU by target length (decoder_attention_mask): exact on every real token."""
+    """The decoder GRU packed by target length (given, or derived from the labels): exact on every real token."""
     torch.manual_seed(0)
     model = LuongGruForConditionalGeneration(LuongGruConfig(vocab_size=30, hidden_size=16, dropout=0.0))
     input_ids = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0], [9, 10, 2, 0]])
     labels = torch.tensor([[11, 12, 2, -100, -100], [13, 2, -100, -100, -100], [14, 15, 16, 17, 2]])
     mask = labels.ne(-100)
-    plain = model(input_ids=input_ids, labels=labels)
+    plain = model(input_ids=input_ids, labels=labels, decoder_attention_mask=torch.ones_like(labels))  # no skipping
     packed = model(input_ids=input_ids, labels=labels, decoder_attention_mask=mask)
     torch.testing.assert_close(packed.logits[mask], plain.logits[mask])
     torch.testing.assert_close(packed.loss, plain.loss)
@@ -657,7 +660,7 @@ def test_output_hidden_states_returns_every_layer(packed_decoder):
         encoder_outputs = encoder(inputs["input_ids"], inputs["attention_mask"])
         decoder_embeds = decoder.embed_tokens(shift_tokens_right(inputs["labels"], PAD, BOS))
         top = decoder.gru(decoder_embeds, initial_decoder_state(encoder_outputs))[0]  # (B, T, H)
-    real = inputs["labels"].ne(-100) if packed_decoder else torch.ones(3, 4, dtype=torch.bool)
+    real = inputs["labels"].ne(-100)  # with labels, the decoder skips their right padding, mask given or not
     torch.testing.assert_close(decoder_states[-1][real], top[real])
     torch.testing.assert_close(decoder_states[0], decoder_embeds)  # eval mode: dropout is the identity
 

@@ -124,6 +124,32 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, message, tmp_path, capsys):
     assert message in error
 
 
+def test_bf16_on_a_cpu_without_native_bf16_stops_with_one_line_unless_forced(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    assert train.main(["--output-dir", str(tmp_path / "o"), "--bf16"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("train.py: error: --bf16: this CPU has no native bf16") and error.count("\n") == 1
+    assert "--bf16_force" in error and not (tmp_path / "o").exists()
+    *_, forced = train.parse_args(["--output-dir", str(tmp_path / "o"), "--bf16", "--bf16_force"])
+    assert forced.bf16 and forced.use_cpu
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    *_, native = train.parse_args(["--output-dir", str(tmp_path / "o"), "--bf16"])
+    assert native.bf16 and native.use_cpu
+
+
+def test_native_bf16_detection_reads_the_cpu_flags(tmp_path):
+    avx2_only = tmp_path / "avx2"
+    avx2_only.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\nprocessor\t: 1\n")
+    assert not train.cpu_has_native_bf16(avx2_only)
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        pytest.skip("oneDNN reports no bf16 on this machine: every CPU counts as non-native")
+    for flag in ("avx512_bf16", "amx_bf16"):
+        native = tmp_path / flag
+        native.write_text(f"processor\t: 0\nflags\t\t: fpu avx2 avx512f {flag} avx512_vnni\n")
+        assert train.cpu_has_native_bf16(native)
+
+
 # --- optimizer -------------------------------------------------------------------------------------------------------
 def test_optimizer_groups_and_learning_rates(tokenizer, tiny_dataset, tmp_path):
     model = make_model(tokenizer)
@@ -193,7 +219,7 @@ def test_teacher_forcing_ratio_zero_trains_on_free_running_outputs(tokenizer, ti
     calls = []
     free_running = model.forward_free_running
     monkeypatch.setattr(model, "forward_free_running", lambda *a, **k: calls.append(1) or free_running(*a, **k))
-    monkeypatch.setattr(train.LuongGruTrainer, "_teacher_forced_nll", lambda *a, **k: pytest.fail("teacher forced"))
+    monkeypatch.setattr(model.model, "forward", lambda *a, **k: pytest.fail("teacher forced"))
     trainer.train()
     monkeypatch.undo()
     after = trainer.compute_loss(model.eval(), batch).item()
