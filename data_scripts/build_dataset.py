@@ -31,6 +31,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from data_scripts.cornell import CORPUS_URL, CorpusFormatError, download_corpus, iter_conversations
+from data_scripts.cornell import (
+    CONVERSATIONS_FILE,
+    CORPUS_FOLDER,
+    CORPUS_URL,
+    LINES_FILE,
+    CorpusFormatError,
+    download_corpus,
+    iter_conversations,
+)
+from data_scripts.output_dir import claim_output_dir, output_dir_lock, remove_created_folders
 from modeling_seq2seq.tokenization_luong_gru import EOS_TOKEN, SPECIAL_TOKENS, LuongGruTokenizer, build_normalizer
 
 CONVERSATIONS_PER_CHUNK = 5_000  # about 13,000 pairs
@@ -47,6 +57,8 @@ ARROW_BATCH_SIZE = 100_000  # rows per batch of the vectorized (pyarrow) steps
 CONVERSATION_COLUMNS = ("conversation_id", "movie_id", "line_ids", "texts")
 EOS_ID = SPECIAL_TOKENS.index(EOS_TOKEN)
 SPLITS = ("train", "validation", "test")
+BUILD_FOLDERS = ("dataset", "tokenizer")
+BUILD_ID_FILE = ".build-id"  # in each of BUILD_FOLDERS: the `build_id` of the stats.json they were built with
 COLUMNS = [
     "query",
     "response",
@@ -233,9 +245,10 @@ def _check_arguments(max_length: int, min_count: int, validation_size: float, te
         raise ValueError(f"--max-length: expected an integer >= 2 (room for a word and EOS), got {max_length}")
     if min_count < 1:
         raise ValueError(f"--min-count: expected an integer >= 1, got {min_count}")
-    for name, share in (("--validation-size", validation_size), ("--test-size", test_size)):
-        if not 0 <= share < 1:
-            raise ValueError(f"{name}: expected a fraction in [0, 1), got {share}")
+    if not 0 < validation_size < 1:  # train.py evaluates on it at every checkpoint and picks the best model by it
+        raise ValueError(f"--validation-size: expected a fraction in (0, 1), got {validation_size}")
+    if not 0 <= test_size < 1:
+        raise ValueError(f"--test-size: expected a fraction in [0, 1), got {test_size}")
     if validation_size + test_size >= 1:
         raise ValueError(f"--validation-size + --test-size: expected a sum below 1, got {validation_size + test_size}")
     if num_proc is not None and num_proc < 1:
@@ -317,15 +330,25 @@ def _write_outputs(
             for name in SPLITS
         }
     )
-    dataset.save_to_disk(str(work / "dataset"))
+    sizes = {f"{name}_pairs": len(dataset[name]) for name in SPLITS}
+    # datasets saves an empty split with no Arrow file, then cannot load the DatasetDict: leave it out (test 0).
+    DatasetDict({name: split for name, split in dataset.items() if len(split)}).save_to_disk(str(work / "dataset"))
     tokenizer = LuongGruTokenizer.from_words(vocabulary, model_max_length=max_length)
     tokenizer.save_pretrained(str(work / "tokenizer"))
-    return {**{f"{name}_pairs": len(dataset[name]) for name in SPLITS}, "vocab_size": len(tokenizer)}
+    return {**sizes, "vocab_size": len(tokenizer)}
 
 
-def _move_into(work: Path, output_dir: Path, names: list[str]) -> None:
-    """Moves each finished artifact from `work` into `output_dir`, replacing an older one only once it is complete."""
-    for name in names:
+def _move_into(work: Path, output_dir: Path, build_id: str) -> None:
+    """Commits `work`'s dataset/, tokenizer/ and stats.json into `output_dir` as one build.
+
+    The old stats.json goes first and the new one comes last: in between, the folder holds no stats.json and
+    [`check_build`] refuses it (train.py rebuilds it), so an interrupted commit never passes for a build. Each folder
+    carries the build's id, which stats.json repeats.
+    """
+    for name in BUILD_FOLDERS:
+        Path(work, name, BUILD_ID_FILE).write_text(build_id + "\n", encoding="utf-8")
+    Path(output_dir, "stats.json").unlink(missing_ok=True)
+    for name in (*BUILD_FOLDERS, "stats.json"):
         target = output_dir / name
         if target.is_dir() and not target.is_symlink():
             old = work / f"old-{name}"
@@ -334,6 +357,56 @@ def _move_into(work: Path, output_dir: Path, names: list[str]) -> None:
             shutil.rmtree(old)
         else:
             os.replace(work / name, target)
+
+
+def corpus_identity(corpus: str | os.PathLike) -> dict[str, Any]:
+    """What identifies a corpus for reusing a build of it: its path, and the size and mtime of its files.
+
+    For a folder, its two dialogue files (where `cornell.open_corpus_file` finds them); for a zip, the zip itself.
+    """
+    path = Path(corpus).resolve()
+    files = [path]
+    if path.is_dir():
+        files = [
+            next((p for p in (path / name, path / CORPUS_FOLDER / name) if p.exists()), path / name)
+            for name in (LINES_FILE, CONVERSATIONS_FILE)
+        ]
+    identity: dict[str, Any] = {"path": str(path)}
+    for file in files:
+        info = file.stat()
+        identity[str(file.relative_to(path)) if file != path else path.name] = [info.st_size, info.st_mtime_ns]
+    return identity
+
+
+def check_build(dataset_dir: str | os.PathLike) -> dict[str, Any]:
+    """Checks that `dataset_dir` holds one complete build (dataset/, tokenizer/, stats.json of the same build).
+
+    Returns:
+        `dict`: its stats.json.
+
+    Raises:
+        `ValueError`: with a one-line message saying what is missing or mixed.
+    """
+    dataset_dir = Path(dataset_dir)
+    try:
+        stats = json.loads(Path(dataset_dir, "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stats = None
+    if not isinstance(stats, dict):
+        raise ValueError(
+            f"{dataset_dir}: no readable stats.json: not a complete build of data_scripts.build_dataset "
+            "(an interrupted build?); build it again"
+        )
+    for name in BUILD_FOLDERS:
+        try:
+            build_id = Path(dataset_dir, name, BUILD_ID_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            build_id = None
+        if build_id != stats.get("build_id"):
+            raise ValueError(
+                f"{dataset_dir}/{name}: not from the same build as stats.json (an interrupted build?); build it again"
+            )
+    return stats
 
 
 def build_dataset(
@@ -346,6 +419,7 @@ def build_dataset(
     seed: int = 0,
     num_proc: int | None = None,
     push_to_hub: str | None = None,
+    overwrite_output_dir: bool = False,
 ) -> dict[str, Any]:
     """Builds `OUT/dataset` (a `DatasetDict`), `OUT/tokenizer` and `OUT/stats.json` from the Cornell corpus.
 
@@ -354,7 +428,8 @@ def build_dataset(
             The corpus folder or the official zip; `None` downloads the official corpus into
             [`default_corpus_cache`] (once).
         output_dir (`str` or `os.PathLike`):
-            Where to write; other files there are left alone, and the three outputs are replaced only on success.
+            Where to write: a new or empty folder, or one the package wrote (it holds a `.luong-chatbot` marker).
+            Other files there are left alone, and the three outputs are replaced only on success, as one unit.
         max_length (`int`, *optional*, defaults to 10):
             Pairs are kept when both sides have fewer words than this (the tutorial's `MAX_LENGTH`).
         min_count (`int`, *optional*, defaults to 3):
@@ -370,37 +445,58 @@ def build_dataset(
             per 20,000 conversations (a worker costs about a second to start).
         push_to_hub (`str`, *optional*):
             A dataset repository ID to push the `DatasetDict` and its dataset card to.
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Write into a non-empty `output_dir` that the package did not create (`--overwrite-output-dir`).
 
     Returns:
         `dict`: the contents of `stats.json`.
 
     Raises:
         [`~data_scripts.cornell.CorpusFormatError`]: the corpus is missing or malformed.
-        `ValueError`: an argument is out of range, or too few pairs are left to split.
+        `ValueError`: an argument is out of range, too few pairs are left to split, or `output_dir` is refused
+            ([`~data_scripts.output_dir.OutputDirError`]).
     """
     _check_arguments(max_length, min_count, validation_size, test_size, num_proc)
     corpus = str(corpus) if corpus is not None else str(download_corpus(default_corpus_cache()))
     output_dir = Path(output_dir)
-    created = not output_dir.exists()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    created = claim_output_dir(output_dir, overwrite=overwrite_output_dir, tool="build_dataset")
+    try:
+        with output_dir_lock(output_dir, "build_dataset"):
+            for stale in output_dir.glob(".build-*"):  # left by a killed build: no other build runs here now
+                shutil.rmtree(stale, ignore_errors=True)
+            stats = _build_into(corpus, output_dir, max_length, min_count, validation_size, test_size, seed, num_proc)
+    except BaseException:
+        remove_created_folders(created)
+        raise
+    if push_to_hub:
+        push_dataset(output_dir, push_to_hub, stats)
+    return stats
+
+
+def _build_into(
+    corpus: str,
+    output_dir: Path,
+    max_length: int,
+    min_count: int,
+    validation_size: float,
+    test_size: float,
+    seed: int,
+    num_proc: int | None,
+) -> dict[str, Any]:
+    """Builds in a temporary folder inside `output_dir`, then commits the three outputs (see `_move_into`)."""
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=output_dir))
     try:
         with _quiet_datasets():
             pairs, stats, vocabulary = _build(corpus, work, max_length, min_count, num_proc)
             stats.update(_write_outputs(pairs, vocabulary, work, max_length, validation_size, test_size, seed))
         stats.update(max_length=max_length, min_count=min_count, seed=seed)
-        stats.update(validation_size=validation_size, test_size=test_size)
+        stats.update(validation_size=validation_size, test_size=test_size, corpus=corpus_identity(corpus))
+        stats["build_id"] = uuid.uuid4().hex
         (work / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(work / "cache")
-        _move_into(work, output_dir, ["dataset", "tokenizer", "stats.json"])  # stats.json last: it marks a build
-    except BaseException:
+        _move_into(work, output_dir, stats["build_id"])
+    finally:
         shutil.rmtree(work, ignore_errors=True)
-        if created and not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        raise
-    shutil.rmtree(work, ignore_errors=True)
-    if push_to_hub:
-        push_dataset(output_dir, push_to_hub, stats)
     return stats
 
 
@@ -481,6 +577,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split by conversation (0).")
     parser.add_argument("--num-proc", type=int, help="Processes for normalization (default: CPUs, on big corpora).")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="Also push the dataset and its card to the Hub.")
+    parser.add_argument(
+        "--overwrite-output-dir",
+        action="store_true",
+        help="Write into a non-empty --output-dir that luong-chatbot did not create (same-named files are replaced).",
+    )
     return parser
 
 

@@ -76,6 +76,15 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_model_loading_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the model is loaded: by default only with this package's own code, never a model folder's."""
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Run the Python files that come with the model folder or Hub repository (only for sources you trust).",
+    )
+
+
 def quiet_transformers() -> None:
     """Keep the terminal for the conversation: no weight-loading progress bars or advisory warnings."""
     from transformers.utils import logging as hf_logging

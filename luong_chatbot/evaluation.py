@@ -27,7 +27,13 @@ from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from .cli import OneLineErrorParser, add_decoding_arguments, generate_kwargs_from_args, quiet_transformers
+from .cli import (
+    OneLineErrorParser,
+    add_decoding_arguments,
+    add_model_loading_arguments,
+    generate_kwargs_from_args,
+    quiet_transformers,
+)
 from .inference import (
     DEFAULT_MAX_NEW_TOKENS,
     TUTORIAL_PROMPTS,
@@ -45,22 +51,72 @@ def load_split(dataset_dir: str, split: str, max_examples: int | None = None):
     """The `split` of `DATASET_DIR/dataset` written by `data_scripts.build_dataset`, optionally cut to its head."""
     from datasets import load_from_disk
 
+    from data_scripts.build_dataset import check_build
+
     path = os.path.join(dataset_dir, "dataset")
     if not os.path.isdir(path):
         raise EvaluationInputError(f"{dataset_dir}: no dataset/ folder; expected the output of build_dataset")
     try:
+        check_build(dataset_dir)
         splits = load_from_disk(path)
     except (OSError, ValueError, FileNotFoundError) as error:
         raise EvaluationInputError(f"{path}: not a saved DatasetDict ({error})") from error
+    except IndexError:  # datasets cannot load a DatasetDict holding a saved empty split
+        raise EvaluationInputError(f"{path}: a split is empty; datasets cannot load it") from None
     if split not in splits:
         raise EvaluationInputError(f"{path}: no split {split!r}; it has {', '.join(splits)}")
     data = splits[split]
     for column in ("input_ids", "labels"):
         if column not in data.column_names:
             raise EvaluationInputError(f"{path}: split {split!r} has no {column!r} column")
+    if not len(data):
+        raise EvaluationInputError(f"{path}: split {split!r} is empty")
     if max_examples is not None:
         data = data.select(range(min(max_examples, len(data))))
     return data
+
+
+def check_vocabulary(data, vocab_size: int, dataset_dir: str, split: str) -> None:
+    """Refuses a split holding token ids the model has no embedding for (a dataset built with a bigger vocabulary)."""
+    import pyarrow.compute as pc
+
+    for column in ("input_ids", "labels"):
+        largest = pc.max(pc.list_flatten(data.with_format("arrow")[column])).as_py()
+        if largest is not None and largest >= vocab_size:
+            raise EvaluationInputError(
+                f"{dataset_dir}: split {split!r} holds token id {largest} in {column}, but the model has only "
+                f"{vocab_size} tokens: the dataset was built with another vocabulary than the model's"
+            )
+
+
+def check_output_path(path: str, overwrite: bool) -> None:
+    """Checks `--output` before the evaluation runs: a file path in a writable folder, never someone else's file.
+
+    An existing file is replaced only when it is an earlier result of this command, or with `--overwrite-output`.
+    """
+    if os.path.isdir(path):
+        raise EvaluationInputError(f"--output {path}: expected a file path, found a folder")
+    if os.path.exists(path) and not overwrite and not _is_evaluation_result(path):
+        raise EvaluationInputError(
+            f"--output {path}: the file exists and is not an evaluation result; pass --overwrite-output to replace it"
+        )
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # the folders missing on the way are created when the result is written
+        folder = os.path.dirname(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise EvaluationInputError(f"--output {path}: cannot write there ({error.strerror or error})") from None
+
+
+def _is_evaluation_result(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            result = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and {"model", "dataset_dir", "split", "pairs"} <= set(result)
 
 
 def batches(data, batch_size: int, pad_token_id: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -206,13 +262,28 @@ def evaluate(
 
 
 def write_json_atomically(data: dict[str, Any], path: str) -> None:
-    """Write to a temporary file next to `path`, then rename, so a reader never sees half a file."""
+    """Write to a temporary file next to `path`, then rename, so a reader never sees half a file.
+
+    The file gets the mode of any new file (the temporary one is private), and no temporary file outlives a failure.
+    """
+    from data_scripts.output_dir import default_file_mode
+
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False, encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.replace(handle.name, path)
+        try:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        except BaseException:
+            handle.close()
+            os.remove(handle.name)
+            raise
+    try:
+        os.chmod(handle.name, default_file_mode())
+        os.replace(handle.name, path)
+    except BaseException:
+        os.remove(handle.name)
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,10 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="A model folder written by train.py, or a Hub repository id.")
     parser.add_argument("--dataset-dir", required=True, help="A folder written by data_scripts.build_dataset.")
     parser.add_argument("--split", default="test", help="Which split to evaluate (default: test).")
-    parser.add_argument("--output", help="Also write the JSON here.")
+    parser.add_argument("--output", help="Also write the JSON here (checked before the evaluation runs).")
+    parser.add_argument(
+        "--overwrite-output",
+        action="store_true",
+        help="Replace an existing --output file that is not an earlier result of this command.",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="Pairs per forward / generate() call.")
     parser.add_argument("--max-examples", type=int, help="Evaluate only the first N pairs of the split.")
     add_decoding_arguments(parser)
+    add_model_loading_arguments(parser)
     return parser
 
 
@@ -234,8 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --batch-size and --max-examples must be at least 1", file=sys.stderr)
         return 2
     try:
+        if args.output:
+            check_output_path(args.output, args.overwrite_output)
         data = load_split(args.dataset_dir, args.split, args.max_examples)
-        model, tokenizer = load_model_and_tokenizer(args.model, quantize=args.quantize)
+        model, tokenizer = load_model_and_tokenizer(
+            args.model, quantize=args.quantize, trust_remote_code=args.trust_remote_code
+        )
+        check_vocabulary(data, model.config.vocab_size, args.dataset_dir, args.split)
     except (EvaluationInputError, ModelLoadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -253,9 +335,13 @@ def main(argv: list[str] | None = None) -> int:
         "pairs": len(data),
         **results,
     }
+    print(json.dumps(results, indent=2))  # first: a failed write must not lose the results
     if args.output:
-        write_json_atomically(results, args.output)
-    print(json.dumps(results, indent=2))
+        try:
+            write_json_atomically(results, args.output)
+        except OSError as error:
+            print(f"error: --output {args.output}: could not write it ({error.strerror or error})", file=sys.stderr)
+            return 2
     return 0
 
 

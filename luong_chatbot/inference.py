@@ -7,14 +7,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from safetensors import SafetensorError
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 # The tutorial's sample conversation prompts, in its order.
 TUTORIAL_PROMPTS: list[str] = [
@@ -35,41 +44,140 @@ DEFAULT_MAX_NEW_TOKENS = 10
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+MODEL_TYPE = "luong_gru"  # the only model type loaded: no other architecture's code or weights ever run here
+WEIGHTS_NAME = "model.safetensors"  # safetensors only: a pytorch_model.bin is a pickle, and unpickling runs code
+HUB_PROBE_TIMEOUT_S = 5.0  # how long to wait for the Hub before saying it cannot be reached
+
+
 class ModelLoadError(Exception):
     """The model or tokenizer could not be loaded; the message is one line meant for the user."""
 
 
+def safetensors_is_whole(path: str | os.PathLike) -> bool:
+    """Whether a safetensors file holds every byte its header promises (a cut-off write or copy leaves it shorter)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            header_size = int.from_bytes(handle.read(8), "little")
+            if header_size > size - 8:
+                return False
+            header = json.loads(handle.read(header_size))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, IndexError):
+        return False
+    return size == 8 + header_size + max(ends, default=0)
+
+
+def _check_local_folder(folder: str) -> None:
+    """Checks a model folder before transformers reads it: a luong_gru config and whole safetensors weights."""
+    if not os.path.isdir(folder):
+        raise ModelLoadError(f"{folder}: expected a model folder (config.json, model.safetensors, ...)")
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{folder}: no config.json here; expected a folder written by train.py") from None
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{folder}/config.json: not a readable JSON file ({error})") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type != MODEL_TYPE:
+        raise ModelLoadError(f"{folder}/config.json: expected model_type {MODEL_TYPE!r}, found {model_type!r}")
+    weights = os.path.join(folder, WEIGHTS_NAME)
+    if not os.path.isfile(weights):
+        raise ModelLoadError(
+            f"{folder}: no {WEIGHTS_NAME}; only safetensors weights are loaded (a .bin file is a pickle, which can "
+            "run code)"
+        )
+    if not safetensors_is_whole(weights):
+        raise ModelLoadError(f"{weights}: truncated or damaged (shorter than its header says); save or copy it again")
+
+
+def _hub_is_reachable() -> str | None:
+    """`None` if a TCP connection to the Hub endpoint opens within `HUB_PROBE_TIMEOUT_S`, else why not."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    endpoint = urlsplit(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        return f"{constants.ENDPOINT} cannot be reached: {error.strerror or error}"
+    return None
+
+
+def _hub_files_only_local(hub_id: str) -> bool:
+    """Whether to read `hub_id` from the local cache only: offline mode, or a Hub that cannot be reached.
+
+    Without this, transformers retries an unreachable Hub for most of a minute, with a warning per retry.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+    if constants.is_offline_mode():
+        if not cached:
+            raise ModelLoadError(
+                f"{hub_id}: no such local folder, and not in the Hugging Face cache (HF_HUB_OFFLINE is set, so the "
+                "Hub is not asked)"
+            )
+        return True
+    unreachable = _hub_is_reachable()
+    if unreachable is None:
+        return False
+    if not cached:
+        raise ModelLoadError(
+            f"{hub_id}: no such local folder, and the Hub {unreachable}; check the path or the network "
+            "(HF_HUB_OFFLINE=1 uses the local cache only)"
+        )
+    return True
+
+
 def load_model_and_tokenizer(
-    path_or_hub_id: str, *, quantize: bool = False
+    path_or_hub_id: str, *, quantize: bool = False, trust_remote_code: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a saved chatbot and its tokenizer, in eval mode on the CPU.
+
+    Only `luong_gru` models with safetensors weights load, whose tokenizer has `config.vocab_size` tokens; by default
+    with this package's own modeling code, never a model folder's.
 
     Args:
         path_or_hub_id (`str`):
             A folder written by `save_pretrained` (e.g. `train.py --output-dir`) or a Hub repository id.
         quantize (`bool`, *optional*, defaults to `False`):
             Apply int8 dynamic quantization to the GRU and Linear layers (see `quantize_for_cpu`).
+        trust_remote_code (`bool`, *optional*, defaults to `False`):
+            Run the Python files of the model folder or repository instead of this package's (`--trust-remote-code`).
 
     Raises:
         `ModelLoadError`: with a one-line message when the path is missing or holds no loadable model.
     """
     import modeling_seq2seq  # noqa: F401  (registers the luong_gru config, model and tokenizer with the Auto classes)
 
+    local_files_only = False
     if os.path.exists(path_or_hub_id):
-        if not os.path.isdir(path_or_hub_id):
-            raise ModelLoadError(f"{path_or_hub_id}: expected a model folder (config.json, model.safetensors, ...)")
-        if not os.path.isfile(os.path.join(path_or_hub_id, "config.json")):
-            raise ModelLoadError(f"{path_or_hub_id}: no config.json here; expected a folder written by train.py")
+        _check_local_folder(path_or_hub_id)
     elif not HUB_ID_PATTERN.match(path_or_hub_id) or os.path.isdir(path_or_hub_id.split("/")[0]):
         # `runs/typo` matches the Hub's `user/name` form, but with a local `runs/` it is a mistyped folder: say so
         # now rather than after the Hub client's retries.
         raise ModelLoadError(f"{path_or_hub_id}: no such model folder")
+    else:
+        local_files_only = _hub_files_only_local(path_or_hub_id)
+    kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
-        model = AutoModelForSeq2SeqLM.from_pretrained(path_or_hub_id)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        config = AutoConfig.from_pretrained(path_or_hub_id, **kwargs)
+        if config.model_type != MODEL_TYPE:
+            raise ModelLoadError(f"{path_or_hub_id}: expected model_type {MODEL_TYPE!r}, found {config.model_type!r}")
+        tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id, **kwargs)
+        model = AutoModelForSeq2SeqLM.from_pretrained(path_or_hub_id, config=config, use_safetensors=True, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(f"{path_or_hub_id}: could not load a model and tokenizer ({first_line})") from error
+    if len(tokenizer) != config.vocab_size:
+        raise ModelLoadError(
+            f"{path_or_hub_id}: the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+            f"{config.vocab_size}: they are not from the same training run"
+        )
     model.eval()
     if quantize:
         model = quantize_for_cpu(model)

@@ -19,7 +19,8 @@ import shutil
 import sys
 import tempfile
 import weakref
-from contextlib import contextmanager
+import zipfile
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,10 +44,19 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.trainer_utils import HubStrategy, IntervalStrategy, SchedulerType
 from transformers.training_args import OptimizerNames
 
-from data_scripts.build_dataset import build_dataset
+from data_scripts.build_dataset import build_dataset, check_build, corpus_identity, default_corpus_cache
+from data_scripts.cornell import CORPUS_FOLDER
+from data_scripts.output_dir import (
+    OVERWRITE_FLAG,
+    OutputDirError,
+    claim_output_dir,
+    default_file_mode,
+    output_dir_lock,
+    remove_created_folders,
+)
 from modeling_seq2seq import LuongGruConfig, LuongGruForConditionalGeneration
 
-from .inference import TUTORIAL_PROMPTS, generate_replies
+from .inference import TUTORIAL_PROMPTS, generate_replies, safetensors_is_whole
 
 logger = logging.getLogger("train")
 
@@ -161,6 +171,13 @@ class LuongGruTrainingArguments(TrainingArguments):
     recipe: str | None = field(
         default=None, metadata={"help": "The recipe's name, shown in the model card (the recipe files set it)."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into a non-empty --output_dir that luong-chatbot did not create (same-named files are "
+            "replaced). Without it such a folder is refused."
+        },
+    )
     bf16_force: bool = field(
         default=False,
         metadata={"help": "Allow --bf16 on a CPU without native bf16 (there it runs emulated, slower than fp32)."},
@@ -266,6 +283,88 @@ def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArgum
     except (ValueError, TypeError) as error:  # bad values, from the dataclasses' checks
         message = " ".join(str(error).split())
         raise UsageError(f"{recipe_file}: {message}" if recipe_file else message) from error
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Input checks: every bad value, folder or checkpoint is one line (UsageError) before any training step.
+# ---------------------------------------------------------------------------------------------------------------------
+def validate_arguments(model_args: ModelArguments, training_args: LuongGruTrainingArguments) -> None:
+    """Refuses values that would only fail (or train nothing) once the model or the Trainer meets them."""
+    if not (math.isfinite(training_args.learning_rate) and training_args.learning_rate > 0):
+        raise UsageError(f"--learning_rate: expected a positive number, got {training_args.learning_rate}")
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise UsageError(f"--{name}: expected an integer >= 1, got {getattr(training_args, name)}")
+    try:
+        LuongGruConfig(  # the model's own checks, on a placeholder vocabulary
+            vocab_size=5,
+            hidden_size=model_args.hidden_size,
+            encoder_layers=model_args.encoder_layers,
+            decoder_layers=model_args.decoder_layers,
+            dropout=model_args.dropout,
+            attention_type=model_args.attention_type,
+        )
+    except (ValueError, TypeError) as error:
+        # "LuongGruConfig: `hidden_size` must be ..." names the field: say it as the flag it came from.
+        message = str(error).removeprefix("LuongGruConfig: ").replace("`", "")
+        raise UsageError(f"bad model arguments: {message.rstrip('.')}") from None
+
+
+@contextmanager
+def guarded_output_dir(training_args: LuongGruTrainingArguments):
+    """Claims `--output_dir` (see `data_scripts.output_dir.claim_output_dir`) and holds its lock while training.
+
+    Only the main process claims and locks it: with torchrun the others write into the same folder under that lock.
+    """
+    if training_args.process_index != 0:
+        yield
+        return
+    try:
+        created = claim_output_dir(
+            training_args.output_dir, overwrite=training_args.overwrite_output_dir, tool="train.py"
+        )
+        with output_dir_lock(training_args.output_dir, "train.py"):
+            try:
+                yield
+            finally:
+                remove_created_folders(created)  # only those holding nothing but the marker: a refused run's
+    except OutputDirError as error:
+        raise UsageError(str(error).replace(OVERWRITE_FLAG, "--overwrite_output_dir")) from None
+
+
+def check_resume_matches(checkpoint: str | None, model_args: ModelArguments, vocab_size: int) -> None:
+    """Refuses to resume a checkpoint whose model differs from the one the arguments describe, naming each flag."""
+    if checkpoint is None:
+        return
+    saved = json.loads(Path(checkpoint, "config.json").read_text(encoding="utf-8"))
+    # What shapes the weights or the attention; dropout does neither, so another one may be resumed with.
+    wanted = {key: getattr(model_args, key) for key in ("hidden_size", "encoder_layers", "decoder_layers")}
+    wanted.update(attention_type=model_args.attention_type, vocab_size=vocab_size)
+    differ = [
+        f"{'the dataset vocabulary' if key == 'vocab_size' else '--' + key} {value} (checkpoint: {saved.get(key)})"
+        for key, value in wanted.items()
+        if saved.get(key) != value
+    ]
+    if differ:
+        raise UsageError(
+            f"{checkpoint}: cannot resume with other model arguments than the checkpoint's: {', '.join(differ)}"
+        )
+
+
+def check_token_ids(dataset_dir: str, splits: dict[str, Any], vocab_size: int) -> None:
+    """Refuses splits with a token id outside the tokenizer's vocabulary, or with no pairs."""
+    import pyarrow.compute as pc
+
+    for name, split in splits.items():
+        if not len(split):
+            raise UsageError(f"{dataset_dir}/dataset: the {name} split is empty; rebuild with more pairs in it")
+        for column in ("input_ids", "labels"):
+            largest = pc.max(pc.list_flatten(split.data.column(column))).as_py()
+            if largest is not None and largest >= vocab_size:
+                raise UsageError(
+                    f"{dataset_dir}: the {name} split's {column} hold token id {largest}, but the tokenizer has only "
+                    f"{vocab_size} tokens: dataset/ and tokenizer/ are not from the same build"
+                )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -432,17 +531,29 @@ def token_perplexity(eval_prediction: EvalPrediction) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------------------------------
 # Checkpoints and the final model folder.
 # ---------------------------------------------------------------------------------------------------------------------
+def _torch_file_is_whole(path: Path) -> bool:
+    """Whether a `torch.save` file (a zip) is complete: a cut-off one has no central directory at its end."""
+    return not path.exists() or zipfile.is_zipfile(path)
+
+
 def checkpoint_is_complete(path: str | os.PathLike) -> bool:
     """Whether a `checkpoint-N` folder was fully written.
 
     The Trainer writes a checkpoint in place, in this order: config and weights, optimizer and scheduler, RNG states,
-    and last `trainer_state.json`. A run killed mid-save leaves a folder without a readable `trainer_state.json`.
+    and last `trainer_state.json`. A run killed mid-save leaves a folder without a readable `trainer_state.json`; a
+    full disk or a copy cut short can also leave truncated weights, optimizer or RNG files.
     """
     try:
-        json.loads(Path(path, "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads(Path(path, "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return Path(path, "model.safetensors").is_file() and Path(path, "config.json").is_file()
+    torch_files = [Path(path, name) for name in ("optimizer.pt", "scheduler.pt")] + list(Path(path).glob("rng_state*"))
+    return (
+        isinstance(state, dict)
+        and Path(path, "config.json").is_file()
+        and safetensors_is_whole(Path(path, "model.safetensors"))
+        and all(_torch_file_is_whole(file) for file in torch_files)
+    )
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
@@ -452,7 +563,8 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
     if resume_from_checkpoint.lower() != "true":
         if not checkpoint_is_complete(resume_from_checkpoint):
             raise UsageError(
-                f"{resume_from_checkpoint}: not a complete checkpoint (no readable trainer_state.json or weights)"
+                f"{resume_from_checkpoint}: not a complete checkpoint (a missing or truncated trainer_state.json, "
+                "weights, optimizer or RNG state)"
             )
         return resume_from_checkpoint
     steps = sorted(
@@ -463,7 +575,11 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
     for _, path in reversed(steps):
         if checkpoint_is_complete(path):
             return str(path)
-        logger.warning("Skipping %s: it was cut off while being written (no readable trainer_state.json)", path)
+        logger.warning(
+            "Skipping %s: it was cut off while being written (a missing or truncated trainer_state.json, weights, "
+            "optimizer or RNG state); trying the one before",
+            path,
+        )
     raise UsageError(f"{output_dir}: no complete checkpoint-N folder to resume from")
 
 
@@ -481,6 +597,23 @@ def commit_folder_contents(staging: str, output_dir: str) -> None:
     os.rmdir(staging)
 
 
+def give_default_modes(folder: str) -> None:
+    """Gives the files of `folder` the mode of any new file (0644 under umask 022), whoever wrote them."""
+    mode = default_file_mode()
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False):
+            os.chmod(entry.path, mode)
+
+
+class DefaultFileModes(TrainerCallback):
+    """Gives each new checkpoint's files the usual mode: transformers writes the weights 0600, via a temp file."""
+
+    def on_save(self, args: TrainingArguments, state, control, **kwargs):
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if state.is_world_process_zero and os.path.isdir(folder):
+            give_default_modes(folder)
+
+
 def save_final_model(trainer: LuongGruTrainer, extra_files: dict[str, str]) -> None:
     """Writes the model, tokenizer, modeling code and `extra_files` (name -> text) into the output folder, atomically.
 
@@ -495,6 +628,7 @@ def save_final_model(trainer: LuongGruTrainer, extra_files: dict[str, str]) -> N
     trainer.processing_class.save_pretrained(staging)
     for name, text in extra_files.items():
         Path(staging, name).write_text(text, encoding="utf-8")
+    give_default_modes(staging)
     commit_folder_contents(staging, output_dir)
     logger.info("Saved the final model to %s", output_dir)
 
@@ -592,17 +726,26 @@ def render_model_card(
 # ---------------------------------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------------------------------
-def _dataset_is_built(build_dir: str, data_args: DataArguments) -> bool:
+def _reusable_build(build_dir: str, data_args: DataArguments) -> dict[str, Any] | None:
+    """The stats of the complete build in `build_dir` if it is of the same corpus files with the same arguments."""
+    corpus = data_args.corpus_dir or default_corpus_cache() / CORPUS_FOLDER
     try:
-        stats = json.loads(Path(build_dir, "stats.json").read_text(encoding="utf-8"))
+        stats = check_build(build_dir)
+        identity = corpus_identity(corpus)
     except (OSError, ValueError):
-        return False
-    built_with = {key: stats.get(key) for key in ("max_length", "min_count")}
-    return built_with == {"max_length": data_args.max_length, "min_count": data_args.min_count}
+        return None
+    # What train.py builds with: its own --max_length and --min_count, the builder's defaults for the rest.
+    wanted = {"max_length": data_args.max_length, "min_count": data_args.min_count, "corpus": identity}
+    wanted.update(seed=0, validation_size=0.05, test_size=0.05)
+    return stats if all(stats.get(key) == value for key, value in wanted.items()) else None
 
 
 def prepare_dataset_dir(data_args: DataArguments, training_args: LuongGruTrainingArguments) -> str:
-    """Returns the built dataset's folder, first building it from `--corpus-dir` (or the downloaded corpus)."""
+    """Returns the built dataset's folder, first building it from `--corpus-dir` (or the downloaded corpus).
+
+    A build already in the build folder is reused only when it is complete and was made from the same corpus files
+    (path, sizes, modification times) with the same arguments.
+    """
     if data_args.dataset_dir is not None:
         if data_args.corpus_dir is not None:
             raise UsageError("give --dataset-dir (a built dataset) or --corpus-dir (the raw corpus), not both")
@@ -612,30 +755,47 @@ def prepare_dataset_dir(data_args: DataArguments, training_args: LuongGruTrainin
     build_dir = data_args.build_dir or os.path.join(training_args.output_dir, "data")
     # One process per machine builds it while the others wait, then all load it.
     with training_args.main_process_first(desc="building the dataset"):
-        if training_args.local_process_index == 0 and not _dataset_is_built(build_dir, data_args):
-            try:  # without a corpus, build_dataset downloads the official one (once, into ~/.cache/luong-chatbot)
-                stats = build_dataset(
-                    data_args.corpus_dir, build_dir, max_length=data_args.max_length, min_count=data_args.min_count
-                )
-            except ValueError as error:  # a malformed corpus, a failed download, bad sizes: CorpusFormatError & co
-                raise UsageError(str(error)) from error
-            logger.info("Built the dataset in %s: %s", build_dir, json.dumps(stats))
+        if training_args.local_process_index != 0:
+            return build_dir
+        reused = _reusable_build(build_dir, data_args)
+        if reused is not None:
+            logger.info("Reusing the dataset built in %s from %s", build_dir, reused["corpus"]["path"])
+            return build_dir
+        try:  # without a corpus, build_dataset downloads the official one (once, into ~/.cache/luong-chatbot)
+            stats = build_dataset(
+                data_args.corpus_dir,
+                build_dir,
+                max_length=data_args.max_length,
+                min_count=data_args.min_count,
+                overwrite_output_dir=training_args.overwrite_output_dir,
+            )
+        except ValueError as error:  # a malformed corpus, a failed download, bad sizes, a refused folder
+            raise UsageError(str(error).replace(OVERWRITE_FLAG, "--overwrite_output_dir")) from error
+        logger.info("Built the dataset in %s: %s", build_dir, json.dumps(stats))
     return build_dir
 
 
 def load_data(dataset_dir: str):
-    """Loads the train and validation splits (token ids only) and the tokenizer of a built dataset."""
+    """Loads the train and validation splits (token ids only) and the tokenizer of a complete build."""
     from datasets import DatasetDict, load_from_disk
 
     try:
+        check_build(dataset_dir)
         dataset = load_from_disk(os.path.join(dataset_dir, "dataset"))
         tokenizer = AutoTokenizer.from_pretrained(os.path.join(dataset_dir, "tokenizer"))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{dataset_dir}: not a dataset built by data_scripts.build_dataset ({error})") from error
+    except (OSError, ValueError, IndexError) as error:  # IndexError: datasets cannot load a saved empty split
+        message = " ".join(str(error).split()) if not isinstance(error, IndexError) else "a split with no rows"
+        raise UsageError(f"{dataset_dir}: not a dataset built by data_scripts.build_dataset ({message})") from error
     if not isinstance(dataset, DatasetDict) or not {"train", "validation"} <= set(dataset):
         raise UsageError(f"{dataset_dir}/dataset: expected a DatasetDict with train and validation splits")
     columns = ["input_ids", "labels"]  # the text and id columns would only be dropped by the Trainer
-    return dataset["train"].select_columns(columns), dataset["validation"].select_columns(columns), tokenizer
+    for name in ("train", "validation"):
+        missing = [column for column in columns if column not in dataset[name].column_names]
+        if missing:
+            raise UsageError(f"{dataset_dir}/dataset: the {name} split has no {' or '.join(missing)} column")
+    splits = {name: dataset[name].select_columns(columns) for name in ("train", "validation")}
+    check_token_ids(dataset_dir, splits, len(tokenizer))
+    return splits["train"], splits["validation"], tokenizer
 
 
 def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditionalGeneration:
@@ -849,45 +1009,49 @@ def release_ddp_wrapper(trainer: LuongGruTrainer) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; see the module docstring. Returns the exit code (2 for bad input)."""
-    try:
-        data_args, model_args, training_args = parse_args(argv)
-        logging.basicConfig(
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            level=logging.INFO if training_args.should_log else logging.WARNING,
+    with ExitStack() as output_dir_guard:
+        try:
+            data_args, model_args, training_args = parse_args(argv)
+            logging.basicConfig(
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                level=logging.INFO if training_args.should_log else logging.WARNING,
+            )
+            validate_arguments(model_args, training_args)
+            if training_args.push_to_hub and not training_args.hub_model_id:
+                raise UsageError("--push_to_hub needs --hub_model_id NAME")
+            if training_args.n_gpu > 1:
+                # Trainer would use nn.DataParallel, which cannot run the custom loss paths; torchrun gives DDP.
+                logger.warning("Using 1 of %d GPUs: launch with torchrun to use them all", training_args.n_gpu)
+                training_args._n_gpu = 1
+            output_dir_guard.enter_context(guarded_output_dir(training_args))  # held until training ends
+            checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+            dataset_dir = prepare_dataset_dir(data_args, training_args)
+            train_dataset, eval_dataset, tokenizer = load_data(dataset_dir)
+            check_resume_matches(checkpoint, model_args, len(tokenizer))
+        except UsageError as error:
+            print(f"train.py: error: {error}", file=sys.stderr)
+            return 2
+        set_seed(training_args.seed)
+        try:
+            model = build_model(model_args, tokenizer)
+        except ValueError as error:  # a bad config value or decoding combination
+            print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
+        trainer = LuongGruTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+            processing_class=tokenizer,
+            compute_metrics=token_perplexity,
+            callbacks=[DefaultFileModes(), *recipe_callbacks(training_args)],
         )
-        if training_args.push_to_hub and not training_args.hub_model_id:
-            raise UsageError("--push_to_hub needs --hub_model_id NAME")
-        if training_args.n_gpu > 1:
-            # Trainer would use nn.DataParallel, which cannot run the custom loss paths; torchrun gives DDP.
-            logger.warning("Using 1 of %d GPUs: launch with torchrun to use them all", training_args.n_gpu)
-            training_args._n_gpu = 1
-        checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-        dataset_dir = prepare_dataset_dir(data_args, training_args)
-        train_dataset, eval_dataset, tokenizer = load_data(dataset_dir)
-    except UsageError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    set_seed(training_args.seed)
-    try:
-        model = build_model(model_args, tokenizer)
-    except ValueError as error:  # a bad config value or decoding combination
-        print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    trainer = LuongGruTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
-        processing_class=tokenizer,
-        compute_metrics=token_perplexity,
-        callbacks=recipe_callbacks(training_args),
-    )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    finish(trainer, model_args, dataset_dir, train_result.metrics)
-    if torch.distributed.is_initialized():
-        release_ddp_wrapper(trainer)
-    trainer.end()  # destroys the process group
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        finish(trainer, model_args, dataset_dir, train_result.metrics)
+        if torch.distributed.is_initialized():
+            release_ddp_wrapper(trainer)
+        trainer.end()  # destroys the process group
     return 0
 
 

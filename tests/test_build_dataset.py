@@ -162,6 +162,7 @@ def test_split_is_deterministic_and_by_conversation(random_corpus, tmp_path):
     first = build_dataset(random_corpus, tmp_path / "a", validation_size=0.2, test_size=0.2, seed=7)
     again = build_dataset(random_corpus, tmp_path / "b", validation_size=0.2, test_size=0.2, seed=7)
     other = build_dataset(random_corpus, tmp_path / "c", validation_size=0.2, test_size=0.2, seed=8)
+    assert first.pop("build_id") != again.pop("build_id")  # each build has its own id, the rest is the same
     assert first == again
     assert load_from_disk(str(tmp_path / "a" / "dataset"))["test"].to_dict() == (
         load_from_disk(str(tmp_path / "b" / "dataset"))["test"].to_dict()
@@ -190,7 +191,7 @@ def test_failed_build_leaves_the_output_alone(random_corpus, tmp_path):
     # A good build replaces the outputs and still leaves the rest alone, with no temporary folder behind.
     build_dataset(random_corpus, output, seed=3)
     assert json.loads((output / "stats.json").read_text())["seed"] == 3
-    assert sorted(p.name for p in output.iterdir()) == ["dataset", "raw", "stats.json", "tokenizer"]
+    assert sorted(p.name for p in output.iterdir()) == [".luong-chatbot", "dataset", "raw", "stats.json", "tokenizer"]
     with pytest.raises(build_module.CorpusFormatError):
         build_dataset(tmp_path / "missing", tmp_path / "new")
     assert not (tmp_path / "new").exists()
@@ -233,6 +234,11 @@ CLI_ERRORS = {
     "unknown line ID": (_unknown_id_corpus, "unknown line ID 'L999999'"),
     "bad zip": (_bad_zip, "corpus.zip: expected a readable zip archive"),
     "bad fraction": (lambda tmp_path: ["--corpus-dir", ".", "--test-size", "1.5"], "--test-size: expected a fraction"),
+    "no validation split": (
+        lambda tmp_path: ["--corpus-dir", ".", "--validation-size", "0"],
+        "--validation-size: expected a fraction in (0, 1), got 0.0",
+    ),
+    "a character device": (lambda tmp_path: ["--corpus-dir", "/dev/zero"], "/dev/zero: expected a corpus folder"),
     "bad flag": (lambda tmp_path: ["--corpus-dir", ".", "--max-lenght", "3"], "unrecognized arguments: --max-lenght"),
 }
 
@@ -251,6 +257,101 @@ def test_cli_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
     assert captured.err.count("\n") == 1 and captured.err.startswith("error: ") and expected in captured.err
 
 
+def _user_folder(tmp_path: Path) -> tuple[Path, dict[Path, bytes]]:
+    """A folder of the user's, with a `dataset/` of their own: what the builder must never delete."""
+    output = tmp_path / "mine"
+    (output / "dataset").mkdir(parents=True)
+    (output / "dataset" / "notes.txt").write_text("my own notes")
+    (output / "stats.json").write_text("{}")
+    return output, {path: path.read_bytes() for path in output.rglob("*") if path.is_file()}
+
+
+def test_a_folder_the_package_did_not_create_is_refused_without_the_flag(random_corpus, tmp_path, capsys):
+    output, before = _user_folder(tmp_path)
+    assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(output)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"error: {output}: this folder holds files that luong-chatbot")
+    assert "pass --overwrite-output-dir to write into it anyway" in error
+    assert {path: path.read_bytes() for path in output.rglob("*") if path.is_file()} == before
+    # With the flag it builds, replacing only the three outputs, and marks the folder as the package's.
+    assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(output), "--overwrite-output-dir"]) == 0
+    assert (output / ".luong-chatbot").is_file() and not (output / "dataset" / "notes.txt").exists()
+    # Later builds need no flag: the folder is the package's now.
+    assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(output), "--seed", "4"]) == 0
+    assert json.loads((output / "stats.json").read_text())["seed"] == 4
+
+
+def test_an_output_path_that_is_a_file_is_one_line(random_corpus, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'file'}: expected an output folder, found a file\n"
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_an_interrupted_commit_is_never_taken_for_a_build(random_corpus, tmp_path, monkeypatch):
+    output = tmp_path / "out"
+    build_dataset(random_corpus, output)
+    assert build_module.check_build(output)["seed"] == 0
+    real_replace, moves = os.replace, []
+
+    def replace_then_die(source, target):
+        moves.append(Path(target).name)
+        if Path(target).name == "old-tokenizer":  # killed between the dataset's move and the tokenizer's
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(build_module.os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(random_corpus, output, seed=5)
+    monkeypatch.undo()
+    assert (output / "dataset").is_dir() and (output / "tokenizer").is_dir()  # a new dataset/, the old tokenizer/
+    with pytest.raises(ValueError, match="no readable stats.json: not a complete build"):
+        build_module.check_build(output)
+    (output / "stats.json").write_text(json.dumps({"build_id": "someone else's"}))
+    with pytest.raises(ValueError, match="/dataset: not from the same build as stats.json"):
+        build_module.check_build(output)
+    build_dataset(random_corpus, output, seed=5)
+    assert build_module.check_build(output)["seed"] == 5
+    assert not list(output.glob(".build-*"))
+
+
+def test_stats_record_the_corpus_identity(random_corpus, tmp_path):
+    stats = build_dataset(random_corpus, tmp_path / "out")
+    lines = (random_corpus / "movie_lines.txt").stat()
+    assert stats["corpus"]["path"] == str(random_corpus.resolve())
+    assert stats["corpus"]["movie_lines.txt"] == [lines.st_size, lines.st_mtime_ns]
+
+
+def test_leftovers_of_a_killed_build_go_and_a_failed_build_removes_the_folders_it_made(random_corpus, tmp_path):
+    output = tmp_path / "out"
+    build_dataset(random_corpus, output)
+    (output / ".build-killed").mkdir()  # what a SIGKILLed build leaves
+    (output / ".build-killed" / "cache").write_text("half")
+    build_dataset(random_corpus, output)
+    assert not (output / ".build-killed").exists()
+    with pytest.raises(build_module.CorpusFormatError):
+        build_dataset(tmp_path / "missing", tmp_path / "new" / "deeper" / "out")
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_second_build_into_a_busy_folder_is_refused(random_corpus, tmp_path, capsys):
+    from data_scripts.output_dir import claim_output_dir, output_dir_lock
+
+    output = tmp_path / "out"
+    claim_output_dir(output)
+    with output_dir_lock(output, "test"):
+        assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(output)]) == 2
+    assert "another luong-chatbot command is writing into this folder" in capsys.readouterr().err
+    assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(output)]) == 0  # free again
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_a_read_only_output_folder_is_one_line(random_corpus, tmp_path, capsys):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    assert main(["--corpus-dir", str(random_corpus), "--output-dir", str(tmp_path / "ro" / "out")]) == 2
+    assert "cannot create this folder (Permission denied)" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @needs_sample
 def test_cli_end_to_end_on_the_sample(tmp_path):
@@ -266,7 +367,8 @@ def test_cli_end_to_end_on_the_sample(tmp_path):
     stats = json.loads(result.stdout)
     assert {key: stats[key] for key in SAMPLE_COUNTS} == SAMPLE_COUNTS
     assert json.loads((tmp_path / "out" / "stats.json").read_text()) == stats
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset", "stats.json", "tokenizer"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [".luong-chatbot", "dataset", "stats.json", "tokenizer"]
 
 
 @pytest.mark.slow

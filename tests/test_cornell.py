@@ -1,6 +1,9 @@
 """data_scripts/cornell.py: pairs with the tutorial's semantics, folder and zip input, download, malformed input."""
 
+import hashlib
+import http.server
 import os
+import threading
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -184,28 +187,167 @@ def test_malformed_input_names_file_line_and_expectation(tmp_path, case):
         assert f", line {line_number}: " in message
 
 
-def test_git_blob_sha1_matches_git(tmp_path):
-    (tmp_path / "hello").write_bytes(b"hello\n")
-    assert cornell.git_blob_sha1(tmp_path / "hello") == "ce013625030ba8dba906f756967f9e9ca394464a"
+def _zip_with_member_flags(tmp_path, compress_type: int = zipfile.ZIP_DEFLATED, encrypted: bool = False) -> Path:
+    """The official layout, with movie_lines.txt's header claiming a method or encryption `zipfile` cannot read."""
+    path = write_official_zip(tmp_path / "corpus.zip", write_corpus(tmp_path / "source"))
+    data = bytearray(path.read_bytes())
+    # The member's local header (PK\x03\x04) and its central directory entry (PK\x01\x02) both hold the flags and
+    # the method: patch both, as a Deflate64 or encrypting zip tool would have written them.
+    member = f"{cornell.CORPUS_FOLDER}/movie_lines.txt".encode()
+    for signature, flags_at, method_at, name_at in ((b"PK\x03\x04", 6, 8, 30), (b"PK\x01\x02", 8, 10, 46)):
+        start = data.find(signature)
+        while data[start + name_at : start + name_at + len(member)] != member:
+            start = data.find(signature, start + 1)
+        data[start + method_at : start + method_at + 2] = compress_type.to_bytes(2, "little")
+        if encrypted:
+            data[start + flags_at] |= 0x1
+    path.write_bytes(bytes(data))
+    return path
 
 
-def test_download_checks_extracts_atomically_and_caches(tmp_path):
+HOSTILE = {
+    "a character device": (lambda tmp_path: Path("/dev/zero"), "/dev/zero", "found something that is neither"),
+    "a FIFO": (lambda tmp_path: _fifo(tmp_path / "corpus.zip"), "corpus.zip", "found something that is neither"),
+    "a FIFO as movie_lines.txt": (
+        lambda tmp_path: _fifo(_no_lines_file(tmp_path) / "movie_lines.txt").parent,
+        "movie_lines.txt",
+        "found something that is not a regular file",
+    ),
+    "a Deflate64 member": (
+        lambda tmp_path: _zip_with_member_flags(tmp_path, compress_type=9),
+        "movie_lines.txt",
+        "found compression method 9; unzip it and pass the folder",
+    ),
+    "an encrypted member": (
+        lambda tmp_path: _zip_with_member_flags(tmp_path, encrypted=True),
+        "movie_lines.txt",
+        "expected an unencrypted zip member, found an encrypted one",
+    ),
+    "a folder named movie_lines.txt": (
+        lambda tmp_path: _mkdir(_no_lines_file(tmp_path) / "movie_lines.txt").parent,
+        "movie_lines.txt",
+        "not a regular file",
+    ),
+}
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.timeout(30)  # a FIFO or /dev/zero read would hang or fill the memory
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_hostile_corpus_paths_fail_at_once_in_one_line(tmp_path, case):
+    make, file_name, expected = HOSTILE[case]
+    with pytest.raises(CorpusFormatError) as caught:
+        list(iter_pairs(make(tmp_path)))
+    message = str(caught.value)
+    assert "\n" not in message and file_name in message and expected in message, message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_unreadable_lines_file_is_one_line(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    (corpus / "movie_lines.txt").chmod(0)
+    with pytest.raises(CorpusFormatError, match="movie_lines.txt: expected a readable file, found Permission denied"):
+        read_lines(corpus)
+
+
+def test_utf8_corpus_is_read_as_utf8_with_a_warning(tmp_path, caplog):
+    lines = [line.replace("Caf\xe9", "Caf\xe9 cr\xe8me \u2013") for line in LINES]
+    corpus = write_corpus(tmp_path / "corpus")
+    (corpus / "movie_lines.txt").write_bytes("".join(f"{row}\n" for row in lines).encode("utf-8"))
+    for source in (corpus, write_official_zip(tmp_path / "corpus.zip", corpus)):
+        caplog.clear()
+        assert read_lines(source)["L6"] == "Caf\xe9 cr\xe8me \u2013 au lait?"  # not mojibake like "CafÃ©"
+        (warning,) = [record.getMessage() for record in caplog.records]
+        assert "movie_lines.txt: reading it as UTF-8, not the corpus's ISO-8859-1" in warning
+    # The corpus's own ISO-8859-1 (accents as single bytes) reads as before, silently.
+    caplog.clear()
+    assert read_lines(write_corpus(tmp_path / "latin"))["L6"] == "Caf\xe9 au lait?"
+    assert not caplog.records
+
+
+# --- download --------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def http_server():
+    """A local HTTP server (127.0.0.1 only) serving `routes` (path -> bytes); other paths get 404."""
+    routes: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = routes.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield base, routes
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_official_checksum_is_the_public_one():
+    assert cornell.CORPUS_ZIP_SIZE == 9_916_637
+    assert cornell.CORPUS_ZIP_SHA256 == "3bde8a571f615201bc2d2453e22878090719638592f774720eddec739de8c900"
+    assert cornell.CORPUS_URLS[0] == cornell.CORPUS_URL
+    assert any("mpi-sws.org/~cristian/data/cornell_movie_dialogs_corpus.zip" in url for url in cornell.CORPUS_URLS)
+
+
+def test_download_falls_back_to_a_mirror_checks_extracts_atomically_and_caches(tmp_path, http_server):
+    base, routes = http_server
     archive = write_official_zip(tmp_path / "corpus.zip", write_corpus(tmp_path / "source"))
-    url, blob = archive.as_uri(), cornell.git_blob_sha1(archive)
-    folder = download_corpus(tmp_path / "cache", url=url, blob_sha1=blob, progress=False)
+    routes["/mirror.zip"] = archive.read_bytes()
+    routes["/wrong.zip"] = b"x" * archive.stat().st_size  # a mirror serving something else is skipped too
+    urls = [f"{base}/moved.zip", f"{base}/wrong.zip", f"{base}/mirror.zip"]
+    checksum = {"sha256": cornell.sha256_of(archive), "size": archive.stat().st_size}
+    folder = download_corpus(tmp_path / "cache", urls=urls, progress=False, **checksum)
     assert folder == tmp_path / "cache" / cornell.CORPUS_FOLDER
     assert sorted(p.name for p in folder.iterdir()) == ["movie_conversations.txt", "movie_lines.txt"]
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [cornell.CORPUS_FOLDER]  # no leftovers
     assert len(list(iter_pairs(folder))) == 3
     # A second call finds the complete folder and fetches nothing.
-    assert download_corpus(tmp_path / "cache", url="file:///nowhere.zip", blob_sha1=blob) == folder
+    assert download_corpus(tmp_path / "cache", urls=[f"{base}/gone.zip"], **checksum) == folder
 
 
-def test_download_rejects_a_wrong_checksum_and_leaves_nothing(tmp_path):
-    archive = write_official_zip(tmp_path / "corpus.zip", write_corpus(tmp_path / "source"))
-    with pytest.raises(CorpusDownloadError, match=f"expected a zip with git blob ID {cornell.CORPUS_ZIP_BLOB_SHA1}"):
-        download_corpus(tmp_path / "cache", url=archive.as_uri(), progress=False)
-    assert list((tmp_path / "cache").iterdir()) == []
+@pytest.mark.parametrize("served", ["wrong bytes", "right size, wrong hash", "too long"])
+def test_download_refuses_anything_but_the_official_zip(tmp_path, http_server, served):
+    base, routes = http_server
+    size = cornell.CORPUS_ZIP_SIZE
+    body = {
+        "wrong bytes": write_official_zip(tmp_path / "c.zip", write_corpus(tmp_path / "s")).read_bytes(),
+        "right size, wrong hash": b"\0" * size,
+        "too long": b"\0" * (size + 5000),
+    }[served]
+    routes["/corpus.zip"] = body
+    url = f"{base}/corpus.zip"
+    with pytest.raises(CorpusDownloadError) as caught:
+        download_corpus(tmp_path / "cache" / "deep", urls=[url], progress=False)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"{url}: expected 9,916,637 bytes with SHA-256 {cornell.CORPUS_ZIP_SHA256}, found " in message
+    if served == "right size, wrong hash":
+        assert f"found 9,916,637 bytes with SHA-256 {hashlib.sha256(body).hexdigest()}" in message
+    if served == "too long":
+        assert "found more than 9,916,637 bytes" in message
+    assert "pass it (or its unpacked folder) with --corpus-dir" in message
+    assert not (tmp_path / "cache").exists()  # nothing half-downloaded or half-extracted, no folder it created
 
 
 def test_download_without_network_says_to_pass_a_local_corpus(tmp_path, monkeypatch):
@@ -216,6 +358,7 @@ def test_download_without_network_says_to_pass_a_local_corpus(tmp_path, monkeypa
     with pytest.raises(CorpusDownloadError) as caught:
         download_corpus(tmp_path / "cache", progress=False)
     message = str(caught.value)
-    assert "\n" not in message and cornell.CORPUS_URL in message
-    assert "pass a local corpus folder or the official zip instead (--corpus-dir)" in message
+    assert "\n" not in message and all(url in message for url in cornell.CORPUS_URLS)
+    assert "Temporary failure in name resolution" in message
+    assert "Download cornell_movie_dialogs_corpus.zip yourself and pass it" in message
     assert isinstance(caught.value, CorpusFormatError)  # handled wherever corpus errors are

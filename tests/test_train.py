@@ -9,6 +9,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
+from safetensors.torch import save_file
 from train_helpers import write_tiny_corpus
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -110,7 +111,7 @@ def test_dashes_underscores_json_and_yaml(tmp_path):
         (["--output-dir", "o", "--max_steps", "many"], "invalid int value: 'many'"),
         (["--output-dir", "o", "--dataset-dir", "{missing}"], "not a dataset built by data_scripts.build_dataset"),
         (["--output-dir", "o", "--corpus-dir", "{missing}"], "no such corpus folder or zip"),
-        (["--output-dir", "{tmp}", "--resume_from_checkpoint", "True"], "no complete checkpoint-N folder"),
+        (["--output-dir", "{tmp}/run", "--resume_from_checkpoint", "True"], "no complete checkpoint-N folder"),
         (["--output-dir", "o", "--push_to_hub"], "--push_to_hub needs --hub_model_id NAME"),
         (["{tmp}/bad.yaml"], "bad.yaml"),
     ],
@@ -267,7 +268,7 @@ def test_gradient_accumulation_matches_one_large_batch(tokenizer, tiny_dataset, 
 def fake_checkpoint(path: Path, state: str | None = '{"global_step": 1}') -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text("{}")
-    (path / "model.safetensors").write_bytes(b"weights")
+    save_file({"weight": torch.zeros(2)}, path / "model.safetensors")
     if state is not None:
         (path / "trainer_state.json").write_text(state)
     return path
