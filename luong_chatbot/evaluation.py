@@ -5,7 +5,8 @@
 Prints (and with `--output`, writes) one JSON object with:
 - teacher-forced `loss` (token-mean NLL over the non-pad target tokens), `perplexity` and `token_accuracy`;
 - over replies generated for the split's queries: corpus `bleu` (sacrebleu) against the split's responses,
-  `distinct_1` and `distinct_2` (unique over total n-grams of all replies) and `avg_reply_length` in words;
+  `distinct_1` and `distinct_2` (unique over total n-grams of all replies), `bland_share` (the share of replies in
+  the fixed list `BLAND_REPLIES`, such as "i don t know ." and "what ?") and `avg_reply_length` in words;
 - `tutorial_prompts`: the replies to the tutorial's ten sample prompts.
 """
 
@@ -186,8 +187,42 @@ def distinct_n(replies: Sequence[str], n: int) -> float:
     return len(set(ngrams)) / len(ngrams) if ngrams else 0.0
 
 
+# Generic replies that fit any prompt (Li et al., 2016's "i don t know" problem), written as the tokenizer normalizes
+# text, plus the empty reply. The list is fixed, so that the bland shares of different models and decodings compare.
+BLAND_REPLIES: frozenset[str] = frozenset(
+    {
+        "i don t know .",
+        "i don t know",
+        "i m sorry .",
+        "i know .",
+        "what ?",
+        "what .",
+        "no .",
+        "yes .",
+        "yeah .",
+        "ok .",
+        "okay .",
+        "oh .",
+        "i m not .",
+        "i m not sure .",
+        "what do you mean ?",
+        "what are you doing ?",
+        "i don t .",
+        "you re not .",
+        "why ?",
+        "huh ?",
+        "",
+    }
+)
+
+
+def bland_share(replies: Sequence[str]) -> float:
+    """Share of the replies that are one of `BLAND_REPLIES` (whole reply, after stripping); 0 when there are none."""
+    return sum(reply.strip() in BLAND_REPLIES for reply in replies) / len(replies) if replies else 0.0
+
+
 def generation_metrics(replies: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """Corpus BLEU against one reference each, distinct-1/2 and the mean reply length in words."""
+    """Corpus BLEU against one reference each, distinct-1/2, the bland share and the mean reply length in words."""
     # The texts are already normalized and split by the tokenizer; force=True only silences sacrebleu's warning
     # that its input looks tokenized.
     bleu = BLEU(force=True)
@@ -197,6 +232,7 @@ def generation_metrics(replies: Sequence[str], references: Sequence[str]) -> dic
         "bleu_signature": str(bleu.get_signature()),
         "distinct_1": distinct_n(replies, 1),
         "distinct_2": distinct_n(replies, 2),
+        "bland_share": bland_share(replies),
         "avg_reply_length": sum(len(reply.split()) for reply in replies) / max(len(replies), 1),
         "avg_reference_length": sum(len(ref.split()) for ref in references) / max(len(references), 1),
     }

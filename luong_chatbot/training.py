@@ -1,11 +1,12 @@
-"""Train the GRU encoder-decoder chatbot with the Hugging Face `Trainer`, using the PyTorch Chatbot Tutorial's recipe.
+"""Train the GRU encoder-decoder chatbot with the Hugging Face `Trainer`, from a recipe or the tutorial's defaults.
 
 One command gets the data, trains, evaluates, saves a loadable model folder and prints a sample conversation:
 
-    python train.py --corpus-dir data/cornell-sample --output-dir runs/sample
+    python train.py recipes/small-regularized.yaml --corpus-dir data/cornell-sample --output-dir runs/sample
 
-Options come from the dataclasses below (every default with its reason) plus every `transformers.TrainingArguments`
-flag; a single `.json` or `.yaml` file holding the same keys works too: `python train.py recipe.yaml`.
+Options come from the dataclasses below (every default is the PyTorch Chatbot Tutorial's, with its reason) plus every
+`transformers.TrainingArguments` flag. A recipe file (`.yaml`, `.yml` or `.json`, the same keys) may come first: its
+values replace the defaults, and flags after it override them: `python train.py recipes/tutorial.yaml --max_steps 100`.
 """
 
 import gc
@@ -30,6 +31,7 @@ import yaml
 from transformers import (
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
     EvalPrediction,
     HfArgumentParser,
     PreTrainedModel,
@@ -66,6 +68,10 @@ CORNELL_DATASET_ID = "cornell-movie-dialog/cornell_movie_dialog"
 # Top-level files of the final model folder that go to the Hub: weights, config, generation config, tokenizer, model
 # card, results and the modeling code copied by `save_pretrained`. Not training_args.bin (a pickle) nor data/.
 HUB_FILE_SUFFIXES = (".safetensors", ".json", ".py", ".md")
+# bench/bench_quality.py's committed results: the model card quotes the recipes' test metrics from it.
+QUALITY_BENCHMARK = REPO_ROOT / "bench" / "results" / "bench_quality.json"
+# The generation-config keys that describe how replies are decoded (not the token ids or the length limit).
+DECODING_KEYS = ("num_beams", "length_penalty", "no_repeat_ngram_size", "do_sample", "top_p", "top_k", "temperature")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -95,15 +101,30 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    _argument_group_name = "model (the tutorial's configuration)"
+    _argument_group_name = "model (the tutorial's configuration) and its default decoding"
 
     hidden_size: int = field(default=500, metadata={"help": "Tutorial's hidden_size (also the embedding size)."})
     encoder_layers: int = field(default=2, metadata={"help": "Tutorial's encoder_n_layers."})
     decoder_layers: int = field(default=2, metadata={"help": "Tutorial's decoder_n_layers."})
-    dropout: float = field(default=0.1, metadata={"help": "Tutorial's dropout."})
+    dropout: float = field(default=0.1, metadata={"help": "Tutorial's dropout (between GRU layers)."})
+    embedding_dropout: float | None = field(
+        default=None,
+        metadata={"help": "Dropout on the encoder's and decoder's embeddings; unset: decoder's only, at --dropout."},
+    )
+    output_dropout: float = field(default=0.0, metadata={"help": "Dropout before lm_head (the tutorial has none)."})
+    tie_lm_head: bool = field(
+        default=False, metadata={"help": "lm_head reuses the shared embedding matrix (the tutorial's has its own)."}
+    )
     attention_type: Literal["dot", "general", "concat"] = field(
         default="dot", metadata={"help": "Tutorial's attn_model: the Luong score function."}
     )
+    # The saved generation_config.json: what chat.py, evaluation, generate() and the Hub copy decode with.
+    generation_num_beams: int = field(default=1, metadata={"help": "Default decoding: beams (1: greedy)."})
+    generation_no_repeat_ngram_size: int = field(default=0, metadata={"help": "Default decoding: no repeated n-gram."})
+    generation_length_penalty: float = field(default=1.0, metadata={"help": "Default decoding: beam length penalty."})
+    generation_do_sample: bool = field(default=False, metadata={"help": "Default decoding: sample instead."})
+    generation_top_p: float = field(default=1.0, metadata={"help": "Default decoding: nucleus sampling mass."})
+    generation_temperature: float = field(default=1.0, metadata={"help": "Default decoding: sampling temperature."})
 
 
 @dataclass
@@ -140,6 +161,16 @@ class LuongGruTrainingArguments(TrainingArguments):
     ddp_find_unused_parameters: bool | None = field(
         default=False, metadata={"help": "Every parameter is used at every step, so DDP need not search."}
     )
+    early_stopping_patience: int = field(
+        default=0,
+        metadata={
+            "help": "Stop after this many evaluations without a better metric_for_best_model (0: never; the tutorial "
+            "never stops). Needs --load_best_model_at_end, so that the saved model is the best checkpoint's."
+        },
+    )
+    recipe: str | None = field(
+        default=None, metadata={"help": "The recipe's name, shown in the model card (the recipe files set it)."}
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -169,6 +200,10 @@ class LuongGruTrainingArguments(TrainingArguments):
             raise ValueError(f"--decoder_lr_ratio must be positive, got {self.decoder_lr_ratio}")
         if self.optim not in (OptimizerNames.ADAMW_TORCH, OptimizerNames.ADAMW_TORCH_FUSED):
             raise ValueError(f"--optim {self.optim.value} is not supported: the recipe always uses torch.optim.Adam")
+        if self.early_stopping_patience < 0:
+            raise ValueError(f"--early_stopping_patience must be >= 0, got {self.early_stopping_patience}")
+        if self.early_stopping_patience and not self.load_best_model_at_end:
+            raise ValueError("--early_stopping_patience needs --load_best_model_at_end (and --metric_for_best_model)")
 
 
 def cpu_has_native_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
@@ -198,27 +233,56 @@ class _OneLineErrorParser(HfArgumentParser):
         raise UsageError(message)
 
 
+RECIPE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def read_recipe(path: str) -> dict[str, Any]:
+    """The option names and values of a recipe file (`recipes/*.yaml`, or JSON): one mapping, keys as the flags."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        raise UsageError(f"{path}: not a valid recipe file ({' '.join(str(error).split())})") from error
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a mapping of option names to values, got {type(values).__name__}")
+    return values
+
+
+def apply_recipe(parser: HfArgumentParser, values: dict[str, Any], path: str) -> None:
+    """Makes a recipe's values the parser's defaults, so that command-line flags still override them."""
+    actions = {action.dest: action for action in parser._actions}
+    unknown = sorted(set(values) - set(actions))
+    if unknown:
+        raise UsageError(f"{path}: unknown option(s) {', '.join(unknown)}; expected train.py's flag names")
+    for name, value in values.items():
+        actions[name].required = False  # e.g. output_dir, given by the recipe
+        # As text, the value goes through the flag's own type check and conversion, like a command-line value
+        # (YAML reads 1e-4 as a string, for one).
+        if value is not None and not isinstance(value, (list, dict)):
+            values[name] = str(value)
+    parser.set_defaults(**values)
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, LuongGruTrainingArguments]:
-    """Parses the command line, or a single `.json`/`.yaml` file holding the same keys."""
+    """Parses the command line: an optional recipe file first (`.yaml`, `.yml`, `.json`), then flags overriding it."""
     argv = sys.argv[1:] if argv is None else argv
     parser = _OneLineErrorParser((DataArguments, ModelArguments, LuongGruTrainingArguments), prog="train.py")
-    config_file = argv[0] if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) else None
+    recipe_file = argv[0] if argv and argv[0].endswith(RECIPE_SUFFIXES) else None
     try:
-        if config_file is None:
-            *parsed, unknown = parser.parse_args_into_dataclasses(
-                args=argv, look_for_args_file=False, return_remaining_strings=True
-            )
-            if unknown:
-                raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
-            return tuple(parsed)
-        if not os.path.isfile(config_file):
-            raise UsageError(f"{config_file}: no such file")
-        if config_file.endswith(".json"):
-            return parser.parse_json_file(config_file)
-        return parser.parse_yaml_file(config_file)
-    except (ValueError, TypeError, yaml.YAMLError) as error:  # bad values or keys, from the dataclasses or the file
+        if recipe_file is not None:
+            apply_recipe(parser, read_recipe(recipe_file), recipe_file)
+            argv = argv[1:]
+        *parsed, unknown = parser.parse_args_into_dataclasses(
+            args=argv, look_for_args_file=False, return_remaining_strings=True
+        )
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
+        return tuple(parsed)
+    except (ValueError, TypeError) as error:  # bad values, from the dataclasses' checks
         message = " ".join(str(error).split())
-        raise UsageError(f"{config_file}: {message}" if config_file else message) from error
+        raise UsageError(f"{recipe_file}: {message}" if recipe_file else message) from error
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -385,6 +449,10 @@ class LuongGruTrainer(Trainer):
             )
         return self.optimizer
 
+    def training_label_smoothing(self, model: torch.nn.Module) -> float:
+        """`--label_smoothing_factor` while training; evaluation always scores the plain NLL (a true perplexity)."""
+        return self.args.label_smoothing_factor if model.training else 0.0
+
     def teacher_forcing_this_step(self) -> bool:
         """Draws the tutorial's once-per-batch teacher-forcing coin for the current optimizer step.
 
@@ -417,6 +485,11 @@ class LuongGruTrainer(Trainer):
             else:
                 outputs = self._run_through_wrapper(model, self._free_running_logits, **inputs)
                 nll_sum = F.cross_entropy(outputs.logits[mask].float(), labels[mask], reduction="sum")
+        smoothing = self.training_label_smoothing(model)
+        if smoothing:  # the training loss only: evaluation keeps the plain NLL, a true perplexity
+            nll_sum = F.cross_entropy(
+                outputs.logits[mask].float(), labels[mask], reduction="sum", label_smoothing=smoothing
+            )
         if num_items_in_batch is None:
             loss = nll_sum / num_tokens.clamp(min=1)
         else:
@@ -587,6 +660,10 @@ def render_model_card(
     hyperparameters: dict[str, Any],
     training: dict[str, Any],
     dataset_stats: dict[str, Any],
+    recipe: str = "train.py's built-in defaults (the tutorial's)",
+    validation_curve: list[dict[str, Any]] | None = None,
+    decoding: str = "greedy",
+    comparison: dict[str, Any] | None = None,
 ) -> str:
     """Renders `model_card.md` with YAML metadata (license, language, library, tags, datasets, model-index).
 
@@ -598,6 +675,10 @@ def render_model_card(
         hyperparameters (`dict[str, Any]`): name -> value, shown as a table.
         training (`dict[str, Any]`): steps, final training loss, wall time and device.
         dataset_stats (`dict[str, Any]`): the builder's stats.json (empty if unknown).
+        recipe (`str`, *optional*): the name of the recipe that trained the model.
+        validation_curve (`list[dict]`, *optional*): every evaluation's `step`, `nll`, `perplexity` and `best`.
+        decoding (`str`, *optional*, defaults to `"greedy"`): the saved generation config's decoding settings.
+        comparison (`dict`, *optional*): `quality_benchmark_summary()`, the recipes' test metrics side by side.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -634,6 +715,10 @@ def render_model_card(
         training=training,
         dataset_stats=dataset_stats,
         model_name=model_name,
+        recipe=recipe,
+        validation_curve=validation_curve or [],
+        decoding=decoding,
+        comparison=comparison,
     )
     return str(card).rstrip("\n") + "\n"
 
@@ -720,6 +805,9 @@ def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditional
         encoder_layers=model_args.encoder_layers,
         decoder_layers=model_args.decoder_layers,
         dropout=model_args.dropout,
+        embedding_dropout=model_args.embedding_dropout,
+        output_dropout=model_args.output_dropout,
+        tie_lm_head=model_args.tie_lm_head,
         attention_type=model_args.attention_type,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -728,7 +816,37 @@ def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditional
     )
     # `import modeling_seq2seq` marked these classes for register_for_auto_class: save_pretrained copies the modeling
     # files and writes auto_map, so the saved folder (and its Hub copy) loads with trust_remote_code=True.
-    return LuongGruForConditionalGeneration(config)
+    model = LuongGruForConditionalGeneration(config)
+    apply_default_decoding(model, model_args)
+    return model
+
+
+def default_decoding(model_args: ModelArguments) -> dict[str, Any]:
+    """The recipe's decoding settings that differ from greedy search, as `GenerationConfig` attributes."""
+    settings = {"num_beams": model_args.generation_num_beams}
+    if model_args.generation_num_beams > 1:
+        settings["length_penalty"] = model_args.generation_length_penalty
+    if model_args.generation_no_repeat_ngram_size:
+        settings["no_repeat_ngram_size"] = model_args.generation_no_repeat_ngram_size
+    if model_args.generation_do_sample:
+        settings.update(
+            do_sample=True, top_p=model_args.generation_top_p, temperature=model_args.generation_temperature
+        )
+    return settings
+
+
+def apply_default_decoding(model: PreTrainedModel, model_args: ModelArguments) -> None:
+    """Writes the recipe's decoding into the model's generation config, which `save_pretrained` saves with it."""
+    for name, value in default_decoding(model_args).items():
+        setattr(model.generation_config, name, value)
+    model.generation_config.validate(strict=True)  # a bad combination fails now, not after training
+
+
+def recipe_callbacks(args: LuongGruTrainingArguments) -> list[TrainerCallback]:
+    """Early stopping on the validation metric when the recipe asks for it (the tutorial's recipe never stops)."""
+    if not args.early_stopping_patience:
+        return []
+    return [EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience)]
 
 
 def describe_run(trainer: LuongGruTrainer, model_args: ModelArguments) -> dict[str, Any]:
@@ -741,7 +859,7 @@ def describe_run(trainer: LuongGruTrainer, model_args: ModelArguments) -> dict[s
             f"{batch} x {args.world_size} x {args.gradient_accumulation_steps} = "
             f"{batch * args.world_size * args.gradient_accumulation_steps}"
         ),
-        "training steps": args.max_steps,
+        "training steps (at most)": args.max_steps if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs",
         "optimizer": f"Adam(betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon}, "
         f"weight_decay={args.weight_decay})",
         "learning rate: encoder": args.learning_rate,
@@ -751,7 +869,17 @@ def describe_run(trainer: LuongGruTrainer, model_args: ModelArguments) -> dict[s
         "teacher forcing ratio": args.teacher_forcing_ratio,
         "hidden size": model_args.hidden_size,
         "encoder / decoder GRU layers": f"{model_args.encoder_layers} / {model_args.decoder_layers}",
-        "dropout": model_args.dropout,
+        "dropout between GRU layers": model_args.dropout,
+        "embedding dropout": (
+            f"{model_args.dropout} (decoder only)"
+            if model_args.embedding_dropout is None
+            else model_args.embedding_dropout
+        ),
+        "dropout before lm_head": model_args.output_dropout,
+        "lm_head tied to the embedding": model_args.tie_lm_head,
+        "label smoothing (training loss only)": args.label_smoothing_factor,
+        "warmup (steps, or share of the steps when < 1)": args.warmup_steps,
+        "early stopping patience (evaluations; 0: off)": args.early_stopping_patience,
         "attention": model_args.attention_type,
         "vocabulary (with 4 special tokens)": model.config.vocab_size,
         "parameters": f"{model.num_parameters():,}",
@@ -794,6 +922,7 @@ def finish(trainer: LuongGruTrainer, model_args: ModelArguments, dataset_dir: st
         hyperparameters=describe_run(trainer, model_args),
         training=training,
         dataset_stats=json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.is_file() else {},
+        **recipe_card_sections(trainer, evaluations),
     )
     results = {"step": trainer.state.global_step, **eval_metrics, "history": history}
     save_final_model(
@@ -805,12 +934,60 @@ def finish(trainer: LuongGruTrainer, model_args: ModelArguments, dataset_dir: st
         },
     )
     print(f"\nValidation perplexity {eval_metrics['eval_perplexity']:.2f} after {trainer.state.global_step} steps.")
-    print("Sample conversation (greedy replies to the tutorial's prompts):")
+    print(f"Sample conversation (replies to the tutorial's prompts, decoding {decoding_summary(model)}):")
     for turn in conversation:
         print(f"> {turn['prompt']}\nBot: {turn['reply']}")
     if args.push_to_hub:
         message = f"Step {trainer.state.global_step}: validation perplexity {eval_metrics['eval_perplexity']:.2f}"
         push_final_model(args.output_dir, args, message)
+
+
+def decoding_summary(model: PreTrainedModel) -> str:
+    """The saved generation config's decoding settings in one line, e.g. `num_beams=5, no_repeat_ngram_size=3`."""
+    settings = {key: value for key, value in model.generation_config.to_diff_dict().items() if key in DECODING_KEYS}
+    return ", ".join(f"{key}={value}" for key, value in settings.items()) or "greedy"
+
+
+def recipe_card_sections(trainer: LuongGruTrainer, evaluations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model card's recipe name, validation curve, decoding settings and the recipes' benchmark comparison.
+
+    `evaluations` are the training run's evaluations (not the final re-evaluation of the best checkpoint).
+    """
+    args = trainer.args
+    best_step = None
+    if args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        best_step = int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
+    curve = [
+        {
+            "step": log["step"],
+            "nll": log["eval_nll"],
+            "perplexity": log["eval_perplexity"],
+            "best": log["step"] == best_step,
+        }
+        for log in evaluations
+    ]
+    return {
+        "recipe": args.recipe or "train.py's built-in defaults (the tutorial's)",
+        "validation_curve": curve,
+        "decoding": decoding_summary(trainer.accelerator.unwrap_model(trainer.model)),
+        "comparison": quality_benchmark_summary(),
+    }
+
+
+def quality_benchmark_summary(path: Path = QUALITY_BENCHMARK) -> dict[str, Any] | None:
+    """Test metrics of the tutorial's and the default recipe from bench/bench_quality.py's results, if present."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        means = results["summary"]["test_means"]
+        return {
+            "budget_s": results["protocol"]["budget_s"],
+            "seeds": results["protocol"]["seeds"],
+            "recipes": results["protocol"]["recipes"],
+            "tutorial": means["tutorial"],
+            "default": means["default"],
+        }
+    except (OSError, ValueError, KeyError):  # not a checkout, or no real run yet
+        return None
 
 
 def release_ddp_wrapper(trainer: LuongGruTrainer) -> None:
@@ -855,15 +1032,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
         set_seed(training_args.seed)
+        try:
+            model = build_model(model_args, tokenizer)
+        except ValueError as error:  # a bad config value or decoding combination
+            print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 2
         trainer = LuongGruTrainer(
-            model=build_model(model_args, tokenizer),
+            model=model,
             args=training_args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
             processing_class=tokenizer,
             compute_metrics=token_perplexity,
-            callbacks=[DefaultFileModes()],
+            callbacks=[DefaultFileModes(), *recipe_callbacks(training_args)],
         )
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         finish(trainer, model_args, dataset_dir, train_result.metrics)

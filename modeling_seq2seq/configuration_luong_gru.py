@@ -25,7 +25,13 @@ class LuongGruConfig(PreTrainedConfig):
             Number of layers of the decoder GRU. It must equal `encoder_layers`: decoder layer `l` starts from the
             final states of encoder layer `l` (forward and backward summed).
         dropout (`float`, *optional*, defaults to 0.1):
-            Dropout between stacked GRU layers and on the decoder's input embeddings.
+            Dropout between stacked GRU layers, and on the decoder's input embeddings unless `embedding_dropout` is
+            set.
+        embedding_dropout (`float`, *optional*):
+            Dropout on the word embeddings read by the encoder and by the decoder. `None` (the default) is the
+            tutorial's: the decoder's input embeddings only, at `dropout`; the encoder's get none.
+        output_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout on the decoder's features, before the output layer `lm_head` (the tutorial has none).
         attention_type (`str`, *optional*, defaults to `"dot"`):
             Luong score function: `"dot"` (h·ē), `"general"` (h·(Wē + b)) or `"concat"` (vᵀ tanh(W[h; ē] + b)).
         pad_token_id (`int`, *optional*, defaults to 0):
@@ -39,7 +45,10 @@ class LuongGruConfig(PreTrainedConfig):
             First decoder input, also used to shift labels right.
         tie_word_embeddings (`bool`, *optional*, defaults to `True`):
             Whether the decoder reads the encoder's embedding matrix (the tutorial's single shared embedding). The
-            output projection `lm_head` is always its own matrix, as in the tutorial.
+            output projection `lm_head` is its own matrix unless `tie_lm_head` is set.
+        tie_lm_head (`bool`, *optional*, defaults to `False`):
+            Whether `lm_head.weight` is the shared embedding matrix (both are `(vocab_size, hidden_size)`): a third
+            fewer parameters at small sizes. Off by default, as in the tutorial, so its checkpoints load unchanged.
         use_cache (`bool`, *optional*, defaults to `True`):
             Whether the model returns the decoder's GRU state, so that `generate()` runs one decoder step per token.
         is_encoder_decoder (`bool`, *optional*, defaults to `True`):
@@ -66,12 +75,15 @@ class LuongGruConfig(PreTrainedConfig):
     encoder_layers: int = 2
     decoder_layers: int = 2
     dropout: float | int = 0.1
+    embedding_dropout: float | int | None = None
+    output_dropout: float | int = 0.0
     attention_type: str = "dot"
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | list[int] | None = 2
     decoder_start_token_id: int | None = 1
     tie_word_embeddings: bool = True
+    tie_lm_head: bool = False
     use_cache: bool = True
     is_encoder_decoder: bool = True
 
@@ -92,8 +104,12 @@ class LuongGruConfig(PreTrainedConfig):
             raise ValueError(
                 f"LuongGruConfig: `attention_type` must be one of {ATTENTION_TYPES}, got {self.attention_type!r}."
             )
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"LuongGruConfig: `dropout` must be in [0, 1), got {self.dropout}.")
+        for name in ("dropout", "embedding_dropout", "output_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ValueError(f"LuongGruConfig: `{name}` must be in [0, 1), got {value}.")
+        if self.tie_lm_head and not self.tie_word_embeddings:
+            raise ValueError("LuongGruConfig: `tie_lm_head` needs `tie_word_embeddings` (one shared embedding).")
         if self.decoder_layers != self.encoder_layers:
             raise ValueError(
                 f"LuongGruConfig: `decoder_layers` ({self.decoder_layers}) must equal `encoder_layers` "

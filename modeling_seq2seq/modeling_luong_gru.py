@@ -254,6 +254,8 @@ class LuongGruEncoder(nn.Module):
         self.num_layers = config.encoder_layers
         self.pad_token_id = config.pad_token_id
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        # The tutorial drops nothing on the encoder's input: `embedding_dropout` None means 0 here.
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout or 0.0)
         self.gru = PackedGru(
             config.hidden_size,
             config.hidden_size,
@@ -300,6 +302,7 @@ class LuongGruEncoder(nn.Module):
         tracing = torch.compiler.is_exporting() or torch.compiler.is_compiling()
         if not tracing and (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
             raise ValueError("LuongGruEncoder expects right-padded inputs: a real token follows padding in a row.")
+        embeds = self.embedding_dropout(embeds)  # (B, S, H); the tutorial's has none (embedding_dropout unset)
         lengths = attention_mask.sum(dim=1).clamp(min=1)  # (B,); an all-padding row reads its first token
         hidden_states = None
         if torch.compiler.is_exporting():
@@ -363,7 +366,8 @@ class LuongGruEncoder(nn.Module):
 
 class LuongGruDecoder(nn.Module):
     """
-    Embedding and dropout, a unidirectional GRU, Luong attention on its outputs, then tanh(Linear([gru_out; context])).
+    Embedding and dropout, a unidirectional GRU, Luong attention on its outputs, then tanh(Linear([gru_out; context]))
+    and dropout (`output_dropout`) before the output layer.
 
     Nothing is fed back into the GRU input, so the same code runs one step (generation) or, under teacher forcing,
     the whole target in one GRU call with the attention of all steps as batched matrix products.
@@ -372,7 +376,9 @@ class LuongGruDecoder(nn.Module):
     def __init__(self, config: LuongGruConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.dropout)
+        embedding_dropout = config.dropout if config.embedding_dropout is None else config.embedding_dropout
+        self.dropout = nn.Dropout(embedding_dropout)
+        self.output_dropout = nn.Dropout(config.output_dropout)
         self.gru = PackedGru(
             config.hidden_size,
             config.hidden_size,
@@ -418,6 +424,7 @@ class LuongGruDecoder(nn.Module):
         gru_outputs, state, hidden_states = self.run_gru(embeds, state, lengths, output_hidden_states)
         context, weights = self.attention(gru_outputs, encoder_hidden_states, encoder_attention_mask)  # (B, T, H)
         features = torch.tanh(self.concat(torch.cat([gru_outputs, context], dim=-1)))  # (B, T, 2H) -> (B, T, H)
+        features = self.output_dropout(features)  # before lm_head (config.output_dropout; the tutorial has none)
         if output_hidden_states:
             return features, state, weights, (embeds, *hidden_states)
         return features, state, weights
@@ -612,7 +619,8 @@ class LuongGruModel(LuongGruPreTrainedModel):
 
 class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin):
     """
-    [`LuongGruModel`] with the output projection `lm_head` (Linear(H, V), its own matrix as in the tutorial).
+    [`LuongGruModel`] with the output projection `lm_head` (Linear(H, V): its own matrix as in the tutorial, or
+    the shared embedding's with `config.tie_lm_head`).
 
     Args:
         config ([`LuongGruConfig`]): model configuration.
@@ -638,6 +646,8 @@ class LuongGruForConditionalGeneration(LuongGruPreTrainedModel, GenerationMixin)
         super().__init__(config)
         self.model = LuongGruModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.tie_lm_head:  # an instance attribute: post_init and from_pretrained read it to tie (and not save) it
+            self._tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
         self.post_init()
         # The tutorial's reply length (MAX_LENGTH words, EOS included); generation stops earlier at EOS.
         self.generation_config.max_new_tokens = 10

@@ -97,3 +97,10 @@ def test_evaluate_bad_inputs_are_one_line_and_exit_2(sample_model, tmp_path, cap
         assert evaluation.main(argv) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.startswith("error: ") and captured.err.count("\n") == 1
+
+
+def test_bland_share_counts_whole_replies_in_the_fixed_list():
+    replies = ["i don t know .", "what ?", "i don t know where he is .", "no .", ""]
+    assert evaluation.bland_share(replies) == pytest.approx(4 / 5)  # the longer reply is not bland; "" is
+    assert evaluation.bland_share([]) == 0.0
+    assert evaluation.generation_metrics(["no ."], ["yes ."])["bland_share"] == 1.0
