@@ -271,7 +271,8 @@ def test_two_real_runs_on_one_output_dir(tiny_dataset, tmp_path):
     import time
 
     output = tmp_path / "out"
-    flags = tiny_run_flags(tiny_dataset, output, max_steps=400, save_steps=200, eval_steps=200)
+    # Long enough that the second process (about 7 s of imports) meets the first still training.
+    flags = tiny_run_flags(tiny_dataset, output, max_steps=3000, save_steps=1500, eval_steps=1500)
     first = subprocess.Popen(
         [sys.executable, "train.py", *flags],
         cwd=REPO_ROOT,
@@ -287,11 +288,12 @@ def test_two_real_runs_on_one_output_dir(tiny_dataset, tmp_path):
         second = run_python(["train.py", *tiny_run_flags(tiny_dataset, output, max_steps=2)])
         assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
         assert "another luong-chatbot command is writing into this folder" in second.stderr
-        assert first.wait(timeout=240) == 0, first.stderr.read()
+        assert first.poll() is None, "the first run ended before the second was checked: the test proved nothing"
+        assert first.wait(timeout=300) == 0, first.stderr.read()
     finally:
         first.kill()
         first.wait()
-    assert json.loads((output / "eval_results.json").read_text())["step"] == 400
+    assert json.loads((output / "eval_results.json").read_text())["step"] == 3000
 
 
 def test_bad_input_in_a_real_process_is_one_line_without_traceback(tiny_dataset, tmp_path):
