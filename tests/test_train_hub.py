@@ -24,6 +24,7 @@ PUSHED_FILES = {
     "eval_results.json",
     "generation_config.json",
     "model.safetensors",
+    "packed_gru.py",  # imported by modeling_luong_gru.py, so remote code needs it
     "modeling_luong_gru.py",
     "sample_conversation.json",
     "tokenizer.json",
