@@ -5,7 +5,6 @@ import dataclasses
 import io
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,6 @@ from safetensors import safe_open
 from train_helpers import REPO_ROOT, run_python, tiny_run_flags, write_tiny_corpus
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq
 
-from data_scripts.build_dataset import build_dataset
 from luong_chatbot import chat, training
 from luong_chatbot.inference import generate_replies
 
@@ -21,19 +19,7 @@ RECIPES = sorted((REPO_ROOT / "recipes").glob("*.yaml"))
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "small-regularized.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-dataset")
-    build_dataset(write_tiny_corpus(root / "corpus"), root / "built")
-    return root / "built"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def as_dicts(parsed) -> list[dict]:

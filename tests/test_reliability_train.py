@@ -9,7 +9,6 @@ from pathlib import Path
 
 import datasets
 import pytest
-import torch
 from datasets import DatasetDict, load_from_disk
 from train_helpers import REPO_ROOT, run_python, subprocess_env, tiny_run_flags, write_tiny_corpus
 
@@ -17,20 +16,7 @@ from data_scripts.build_dataset import build_dataset
 from data_scripts.output_dir import claim_output_dir, output_dir_lock
 from luong_chatbot import training as train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    build_dataset(write_tiny_corpus(root / "corpus"), root / "built")
-    return root / "built"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

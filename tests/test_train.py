@@ -19,25 +19,10 @@ from transformers import (
     TrainerCallback,
 )
 
-from data_scripts.build_dataset import build_dataset
 from luong_chatbot import training as train
 from luong_chatbot.inference import TUTORIAL_PROMPTS, generate_replies
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: a second thread only waits for the busy core (10x slower at times)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-dataset")
-    build_dataset(write_tiny_corpus(root / "corpus"), root / "built")
-    return root / "built"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
