@@ -17,7 +17,7 @@ from typing import Any
 
 import bench_common  # noqa: F401  (puts the repository root on sys.path)
 import torch
-from transformers import DataCollatorForSeq2Seq, TrainerCallback, set_seed
+from transformers import TrainerCallback, set_seed
 
 from luong_chatbot import training
 
@@ -100,16 +100,7 @@ def train_with_budget(
         set_seed(args.seed)
         model = training.build_model(model_args, tokenizer)
         budget = BudgetCallback(budget_s, patience)
-        trainer = training.LuongGruTrainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
-            processing_class=tokenizer,
-            compute_metrics=training.token_perplexity,
-            callbacks=[budget],
-        )
+        trainer = training.build_trainer(model, args, train_dataset, eval_dataset, tokenizer, [budget])
         started = time.perf_counter()
         trainer.train()
         wall_s = time.perf_counter() - started

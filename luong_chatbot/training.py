@@ -798,6 +798,27 @@ def load_data(dataset_dir: str):
     return splits["train"], splits["validation"], tokenizer
 
 
+def build_trainer(
+    model: LuongGruForConditionalGeneration,
+    args: LuongGruTrainingArguments,
+    train_dataset,
+    eval_dataset,
+    tokenizer,
+    callbacks: list | None = None,
+) -> LuongGruTrainer:
+    """The `LuongGruTrainer` of a run: padded seq2seq batches (-100 labels) and the token-weighted perplexity."""
+    return LuongGruTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
+        processing_class=tokenizer,
+        compute_metrics=token_perplexity,
+        callbacks=callbacks,
+    )
+
+
 def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditionalGeneration:
     config = LuongGruConfig(
         vocab_size=len(tokenizer),
@@ -1037,16 +1058,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:  # a bad config value or decoding combination
             print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 2
-        trainer = LuongGruTrainer(
-            model=model,
-            args=training_args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
-            processing_class=tokenizer,
-            compute_metrics=token_perplexity,
-            callbacks=[DefaultFileModes(), *recipe_callbacks(training_args)],
-        )
+        callbacks = [DefaultFileModes(), *recipe_callbacks(training_args)]
+        trainer = build_trainer(model, training_args, train_dataset, eval_dataset, tokenizer, callbacks)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         finish(trainer, model_args, dataset_dir, train_result.metrics)
         if torch.distributed.is_initialized():

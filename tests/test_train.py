@@ -47,15 +47,8 @@ def make_args(tmp_path: Path, **overrides) -> train.LuongGruTrainingArguments:
 
 def make_trainer(tokenizer, tiny_dataset, args, model=None) -> train.LuongGruTrainer:
     train_dataset, eval_dataset, _ = train.load_data(str(tiny_dataset))
-    return train.LuongGruTrainer(
-        model=model if model is not None else make_model(tokenizer),
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100),
-        processing_class=tokenizer,
-        compute_metrics=train.token_perplexity,
-    )
+    model = model if model is not None else make_model(tokenizer)
+    return train.build_trainer(model, args, train_dataset, eval_dataset, tokenizer)
 
 
 # --- arguments -------------------------------------------------------------------------------------------------------
