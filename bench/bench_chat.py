@@ -233,16 +233,6 @@ def breakdown(model, quantized, tutorial, tokenizer, prompts, medians: dict[str,
     return result
 
 
-def cpu_flags() -> dict[str, bool]:
-    """Whether the CPU has the instructions that decide ONNX Runtime's and torch's int8 and bf16 kernels."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")}
-
-
 def compare_replies(reference: list[str], others: dict[str, list[str]]) -> dict[str, int]:
     """How many of the ten replies of each route equal `reference` word for word."""
     return {name: sum(a == b for a, b in zip(reference, replies, strict=True)) for name, replies in others.items()}
@@ -272,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     onnx_greedy_ms = min(medians["onnx_generate_greedy"], medians["onnx_numpy_greedy"])
     return {
         "benchmark": "chat latency, ms per reply to the tutorial's ten prompts (batch 1)",
-        "machine": {**bc.machine_info(), "cpu_flags": cpu_flags(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+        "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
         "model": args.model or ("untrained, quick size" if args.quick else "untrained, tutorial size"),
         "config": {
             k: getattr(model.config, k) for k in ("vocab_size", "hidden_size", "encoder_layers", "decoder_layers")

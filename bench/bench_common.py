@@ -25,8 +25,22 @@ if str(REPO_ROOT) not in sys.path:
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 
 
+# The instructions that decide the speed of torch's and ONNX Runtime's fp32, bf16 and int8 kernels.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Which of `CPU_FLAGS` the CPU has (Linux's /proc/cpuinfo; all False where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return {name: name in flags for name in CPU_FLAGS}
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU model, core count and library versions, so every figure says where it was measured."""
+    """CPU model and flags, core count and library versions, so every figure says where it was measured."""
     model_name = platform.processor() or "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -40,6 +54,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "cpu_flags": cpu_flags(),
     }
 
 

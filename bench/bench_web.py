@@ -22,7 +22,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import bench_common as bc  # also puts the repository root on sys.path
@@ -31,16 +30,6 @@ import torch
 from luong_chatbot.inference import TUTORIAL_PROMPTS, load_model_and_tokenizer, reply_with_notices
 
 PAGE_GREEDY = ("greedy", 5, 0, 1.0, 1.0)  # the page's decoding controls: mode, beams, n-gram block, temperature, top-p
-
-
-def cpu_flags() -> dict[str, bool]:
-    """Whether the CPU has the vector units that decide matmul speed (Linux's /proc/cpuinfo; all False elsewhere)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return {flag: flag in flags for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile")}
-    return dict.fromkeys(("avx2", "avx512f", "avx512_bf16", "amx_tile"), False)
 
 
 @contextlib.contextmanager
@@ -105,7 +94,7 @@ def run(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
                 direct.append(bc.time_call(lambda p=prompt: reply_with_notices(model, tokenizer, p)))
     return {
         "benchmark": "web chat latency, ms per reply to the tutorial's ten prompts through the page (gradio_client)",
-        "machine": {**bc.machine_info(), "cpu_flags": cpu_flags(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+        "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
         "model": "quick (untrained, hidden size 16)" if args.quick else args.model,
         "config": {key: getattr(model.config, key) for key in ("vocab_size", "hidden_size", "encoder_layers")},
         "repeats": args.repeats,

@@ -478,7 +478,7 @@ def test_latency_benchmark_times_page_and_direct_replies_in_pairs():
     report = json.loads(result.stdout)
     assert report["replies_timed"] == len(inference.TUTORIAL_PROMPTS)
     assert report["median_ms_per_reply"]["page"] > 0 and report["median_ms_per_reply"]["direct"] > 0
-    assert set(report["machine"]["cpu_flags"]) == {"avx2", "avx512f", "avx512_bf16", "amx_tile"}
+    assert set(report["machine"]["cpu_flags"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_tile"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
