@@ -41,6 +41,28 @@ VARIANTS: dict[str, list[str]] = {
     "hidden 128, batch 32": [*SMALL, "--per_device_train_batch_size", "32"],
     "hidden 128, label smoothing 0.1": [*SMALL, "--label_smoothing_factor", "0.1"],
 }  # fmt: skip
+# The best combination of the single changes above (the learning rate schedule, dropout before lm_head, label
+# smoothing), then one change at a time from it.
+COMBINATION_A = [
+    *SMALL, "--learning_rate", "5e-4", "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
+    "--max_steps", "-1", "--num_train_epochs", "30", "--output_dropout", "0.3", "--label_smoothing_factor", "0.1",
+]  # fmt: skip
+COMBINATIONS: dict[str, list[str]] = {
+    "combination A: hidden 128, lr 5e-4 cosine, output dropout 0.3, label smoothing 0.1": COMBINATION_A,
+    "combination B: A + dropout 0.3 + embedding dropout 0.3": [
+        *COMBINATION_A, "--dropout", "0.3", "--embedding_dropout", "0.3",
+    ],
+    "combination C: A + batch 32": [*COMBINATION_A, "--per_device_train_batch_size", "32"],
+    "A, cosine decay over 12 epochs": [*COMBINATION_A, "--num_train_epochs", "12"],
+    "A, lr 1e-3": [*COMBINATION_A, "--learning_rate", "1e-3"],
+    "A, output dropout 0.5": [*COMBINATION_A, "--output_dropout", "0.5"],
+    "A, label smoothing 0.2": [*COMBINATION_A, "--label_smoothing_factor", "0.2"],
+    "A, weight decay 0.1": [*COMBINATION_A, "--weight_decay", "0.1"],
+    "A, general attention": [*COMBINATION_A, "--attention_type", "general"],
+    "A, hidden 256, dropout 0.3, output dropout 0.5": [
+        *COMBINATION_A, "--hidden_size", "256", "--dropout", "0.3", "--output_dropout", "0.5",
+    ],
+}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=FLAGS",
-        help="Another run: a name, '=', then its flags on top of the tutorial's recipe (for the combinations).",
+        help="Another run: a name, '=', then its flags on top of the tutorial's recipe.",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1).")
     parser.add_argument("--output", default="bench/results/ablation_recipes.json")
@@ -66,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)  # one thread: the CPU-time clock then equals wall time on an idle core
-    variants = {name: flags for name, flags in VARIANTS.items() if not args.only or name in args.only}
+    candidates = {**VARIANTS, **COMBINATIONS}
+    variants = {name: flags for name, flags in candidates.items() if not args.only or name in args.only}
     for extra in args.extra:
         name, _, flags = extra.partition("=")
         variants[name] = flags.split()

@@ -216,9 +216,21 @@ BLAND_REPLIES: frozenset[str] = frozenset(
 )
 
 
+PUNCTUATION_TOKENS = frozenset({".", "!", "?"})
+
+
+def bland_key(reply: str) -> str:
+    """`reply` with a run of closing punctuation cut to its first mark: "yeah . . ." and "what ? ?" are bland too."""
+    words = reply.split()
+    end = len(words)
+    while end > 1 and words[end - 1] in PUNCTUATION_TOKENS and words[end - 2] in PUNCTUATION_TOKENS:
+        end -= 1
+    return " ".join(words[:end])
+
+
 def bland_share(replies: Sequence[str]) -> float:
-    """Share of the replies that are one of `BLAND_REPLIES` (whole reply, after stripping); 0 when there are none."""
-    return sum(reply.strip() in BLAND_REPLIES for reply in replies) / len(replies) if replies else 0.0
+    """Share of the replies that are one of `BLAND_REPLIES` (whole reply, see `bland_key`); 0 when there are none."""
+    return sum(bland_key(reply) in BLAND_REPLIES for reply in replies) / len(replies) if replies else 0.0
 
 
 def generation_metrics(replies: Sequence[str], references: Sequence[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -720,7 +721,8 @@ def render_model_card(
         decoding=decoding,
         comparison=comparison,
     )
-    return str(card).rstrip("\n") + "\n"
+    # The template's optional sections leave runs of blank lines where they render nothing.
+    return re.sub(r"\n{3,}", "\n\n", str(card)).rstrip("\n") + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+import compare_decoding  # noqa: E402
 import tutorial_reference as tr  # noqa: E402
 
 
@@ -57,6 +58,28 @@ def test_tutorial_attention_rejects_unknown_methods():
 
 
 @pytest.mark.slow
+def decoding_result(distinct_2: float, bland_share: float, bleu: float, do_sample: bool = False) -> dict:
+    return {
+        "generate_kwargs": {"do_sample": do_sample},
+        "distinct_2": distinct_2,
+        "bland_share": bland_share,
+        "bleu": bleu,
+    }
+
+
+def test_decoding_rule_takes_the_least_bland_candidate_as_diverse_as_greedy():
+    results = {
+        "greedy": decoding_result(0.10, 0.50, 1.0),
+        "least bland but less diverse": decoding_result(0.05, 0.10, 3.0),
+        "chosen": decoding_result(0.12, 0.20, 2.0),
+        "as bland, lower BLEU": decoding_result(0.15, 0.20, 1.5),
+        "sampling, not better on every count": decoding_result(0.30, 0.05, 1.0, do_sample=True),
+    }
+    assert compare_decoding.choose(results) == "chosen"
+    results["sampling, better on every count"] = decoding_result(0.30, 0.05, 2.5, do_sample=True)
+    assert compare_decoding.choose(results) == "sampling, better on every count"
+
+
 def test_bench_train_quick():
     result = run_bench("bench_train.py")
     variants = {"tutorial", "train_py", "forward_labels_adam", "train_py_bf16_autocast", "nn_gru_ablation"}

@@ -104,3 +104,9 @@ def test_bland_share_counts_whole_replies_in_the_fixed_list():
     assert evaluation.bland_share(replies) == pytest.approx(4 / 5)  # the longer reply is not bland; "" is
     assert evaluation.bland_share([]) == 0.0
     assert evaluation.generation_metrics(["no ."], ["yes ."])["bland_share"] == 1.0
+
+
+def test_bland_share_counts_a_bland_reply_whatever_its_closing_punctuation_run():
+    replies = ["yeah . . .", "what ? ?", "i don t know . . .", "no . you go .", "yeah . . . sure ."]
+    assert evaluation.bland_share(replies) == pytest.approx(3 / 5)  # a mark inside the reply is not a closing run
+    assert evaluation.bland_key(". . .") == "."

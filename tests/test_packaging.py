@@ -12,7 +12,7 @@ import pytest
 from train_helpers import REPO_ROOT, tiny_run_flags, write_tiny_corpus
 
 PACKAGES = {"modeling_seq2seq", "data_scripts", "luong_chatbot"}
-CONSOLE_SCRIPTS = ["luong-train", "luong-chat", "luong-evaluate", "luong-build-dataset"]
+CONSOLE_SCRIPTS = ["luong-train", "luong-chat", "luong-evaluate", "luong-build-dataset", "luong-export", "luong-web"]
 # What a source checkout holds that a build must not see: environments, outputs and caches.
 NOT_SOURCES = shutil.ignore_patterns(
     ".git", ".venv", "runs", "data", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"
@@ -94,7 +94,7 @@ def test_wheel_installs_only_the_packages_and_its_console_scripts_work(tmp_path)
     spec_script = "import importlib.util as u; print(u.find_spec('luong_chatbot').origin, u.find_spec('train'))"
     located, train_module = run([str(python), "-c", spec_script], work, env).stdout.split()
     assert Path(located).is_relative_to(tmp_path / "venv") and train_module == "None"
-    # The four `--help` runs at once: each spends its time importing torch and transformers.
+    # The `--help` runs at once: each spends its time importing torch and transformers.
     helps = [
         subprocess.Popen([bin_dir / script, "--help"], cwd=work, env=env, stdout=subprocess.PIPE, text=True)
         for script in CONSOLE_SCRIPTS

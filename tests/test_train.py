@@ -307,6 +307,7 @@ def check_model_card(text: str, model_name: str, perplexity: float) -> ModelCard
     for heading in ("## Results", "### Sample conversation", "## How to use", "Deviations from the tutorial"):
         assert heading in card.text
     assert "## Limitations and biases" in card.text
+    assert "\n\n\n" not in text  # no runs of blank lines where optional sections render nothing
     return card
 
 
