@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             previous[name] = {"name": name, "flags": flags, **run}
             print(json.dumps({k: previous[name][k] for k in ("name", "best", "steps", "train_s")}), flush=True)
             results = {
-                "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+                "machine": bc.machine_record(),
                 "protocol": {
                     "split": "validation",
                     "base": "recipes/tutorial.yaml",

@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     onnx_greedy_ms = min(medians["onnx_generate_greedy"], medians["onnx_numpy_greedy"])
     return {
         "benchmark": "chat latency, ms per reply to the tutorial's ten prompts (batch 1)",
-        "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+        "machine": bc.machine_record(),
         "model": args.model or ("untrained, quick size" if args.quick else "untrained, tutorial size"),
         "config": {
             k: getattr(model.config, k) for k in ("vocab_size", "hidden_size", "encoder_layers", "decoder_layers")

@@ -58,6 +58,11 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def machine_record() -> dict[str, Any]:
+    """`machine_info()` plus the fp32 matmul rate measured now, in GFLOP/s: what every benchmark's JSON records."""
+    return {**machine_info(), "matmul_gflops": round(matmul_flops() / 1e9, 1)}
+
+
 def time_call(function: Callable[[], Any]) -> float:
     """Wall-clock seconds of one call."""
     start = time.perf_counter()

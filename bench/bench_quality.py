@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         test_split = evaluation.load_split(dataset_dir, "test")
         seeds = [run_seed(args, dataset_dir, test_split, seed) for seed in args.seeds]
     result = {
-        "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+        "machine": bc.machine_record(),
         "protocol": {
             "budget_s": args.budget_s,
             "clock": "CPU seconds of the training steps (evaluation left out), one torch thread",

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, model_path: str) -> dict[str, Any]:
                 direct.append(bc.time_call(lambda p=prompt: reply_with_notices(model, tokenizer, p)))
     return {
         "benchmark": "web chat latency, ms per reply to the tutorial's ten prompts through the page (gradio_client)",
-        "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+        "machine": bc.machine_record(),
         "model": "quick (untrained, hidden size 16)" if args.quick else args.model,
         "config": {key: getattr(model.config, key) for key in ("vocab_size", "hidden_size", "encoder_layers")},
         "repeats": args.repeats,

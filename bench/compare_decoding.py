@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         for prompt, reply in result["tutorial_prompts"].items():
             print(f"> {prompt}\nBot: {reply}", file=sys.stderr)
     output = {
-        "machine": {**bc.machine_info(), "matmul_gflops": round(bc.matmul_flops() / 1e9, 1)},
+        "machine": bc.machine_record(),
         "model": args.model,
         "split": args.split,
         "pairs": len(data),

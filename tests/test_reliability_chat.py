@@ -145,15 +145,20 @@ def test_a_full_stdout_is_one_line(tiny_model):
     assert_one_line_error(result, "cannot write the replies to stdout (No space left on device)")
 
 
-def test_a_reader_that_goes_away_ends_the_chat_quietly(tiny_model):
-    process = subprocess.Popen(
-        [sys.executable, "chat.py", str(tiny_model)],
+def start_chat(model_dir) -> subprocess.Popen:
+    """`chat.py model_dir` with every stream a pipe, offline."""
+    return subprocess.Popen(
+        [sys.executable, "chat.py", str(model_dir)],
         cwd=REPO_ROOT,
         env=subprocess_env(HF_HUB_OFFLINE="1"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def test_a_reader_that_goes_away_ends_the_chat_quietly(tiny_model):
+    process = start_chat(tiny_model)
     process.stdin.write(b"hello\n" * 2000)
     process.stdin.close()
     assert process.stdout.readline().startswith(b"Bot:")  # `| head -1`
@@ -164,14 +169,7 @@ def test_a_reader_that_goes_away_ends_the_chat_quietly(tiny_model):
 
 
 def test_ctrl_c_ends_without_a_traceback(tiny_model):
-    process = subprocess.Popen(
-        [sys.executable, "chat.py", str(tiny_model)],
-        cwd=REPO_ROOT,
-        env=subprocess_env(HF_HUB_OFFLINE="1"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = start_chat(tiny_model)
     process.stdin.write(b"where are you from ?\n" * 50)  # stdin stays open: it waits for more after these
     process.stdin.flush()
     assert process.stdout.readline().startswith(b"Bot:")
