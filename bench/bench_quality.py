@@ -3,7 +3,15 @@
     python bench/bench_quality.py --corpus-dir ../shared/data/cornell-sample \\
         --output bench/results/bench_quality.json
 
-For each seed, both recipes train on the same split from the same seed, one after the other in this process, each for
+or one seed per core, then merged (the clock is CPU time, so the two processes do not skew each other):
+
+    python bench/bench_quality.py --corpus-dir ../shared/data/cornell-sample --seeds 0 --output seed0.json &
+    python bench/bench_quality.py --corpus-dir ../shared/data/cornell-sample --seeds 1 --output seed1.json
+    python bench/bench_quality.py --merge seed0.json seed1.json --output bench/results/bench_quality.json
+
+Each recipe's dataset is built with its own pair filters (the default recipe adds training pairs), and the two must
+have the same validation and test splits: they do, since a looser filter changes only the train split. For each seed,
+both recipes train from the same seed, one after the other in this process, each for
 the same training budget (`--budget-s` CPU seconds of one thread, evaluation left out: see
 quality_common.BudgetCallback), evaluating the validation NLL every `--eval-steps` steps and keeping the weights of its
 best evaluation; a side stops early after `--patience` evaluations without a better one (the best it keeps is the same
@@ -59,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1).")
     parser.add_argument("--quick", action="store_true", help="A tiny configuration for the tests.")
     parser.add_argument("--output", help="Also write the JSON here.")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="Instead of measuring: merge results of other seeds into one."
+    )
     return parser.parse_args(argv)
 
 
@@ -74,7 +85,7 @@ def score_on_test(model, tokenizer, test_split) -> dict[str, Any]:
     return results
 
 
-def run_seed(args: argparse.Namespace, dataset_dir: str, test_split, seed: int) -> dict[str, Any]:
+def run_seed(args: argparse.Namespace, dataset_dirs: dict[str, str], test_split, seed: int) -> dict[str, Any]:
     """Both recipes for one seed; the default's time to reach the tutorial's best validation NLL."""
     sides = {}
     recipes = {"tutorial": args.tutorial_recipe, "default": args.default_recipe}
@@ -82,7 +93,7 @@ def run_seed(args: argparse.Namespace, dataset_dir: str, test_split, seed: int) 
         argv = [qc.recipe_path(recipes[side]), "--seed", str(seed), *(QUICK_FLAGS if args.quick else [])]
         print(f"--- seed {seed}: {side} ({argv[0]})", file=sys.stderr, flush=True)
         model, tokenizer, _, run = qc.train_with_budget(
-            argv, dataset_dir, args.budget_s, args.eval_steps, args.patience
+            argv, dataset_dirs[side], args.budget_s, args.eval_steps, args.patience
         )
         sides[side] = {**run, "test": score_on_test(model, tokenizer, test_split)}
     target = sides["tutorial"]["best"]["nll"]
@@ -95,6 +106,46 @@ def run_seed(args: argparse.Namespace, dataset_dir: str, test_split, seed: int) 
         **sides,
         "test_perplexity_ratio": sides["default"]["test"]["perplexity"] / sides["tutorial"]["test"]["perplexity"],
         "time_to_quality_ratio": None if default_time is None else default_time / max(tutorial_time, 1e-9),
+    }
+
+
+def side_datasets(args: argparse.Namespace, work_dir: str) -> dict[str, str]:
+    """Each side's dataset, built with its recipe's pair filters (or `--dataset-dir` for both)."""
+    recipes = {"tutorial": args.tutorial_recipe, "default": args.default_recipe}
+    return {
+        side: qc.ensure_dataset(
+            args.dataset_dir, args.corpus_dir, work_dir, qc.recipe_filters([qc.recipe_path(recipes[side])])
+        )
+        for side in SIDES
+    }
+
+
+def same_test_split(dataset_dirs: dict[str, str]):
+    """The test split, which must be the same pairs for both sides (a looser filter adds training pairs only)."""
+    tutorial, default = (evaluation.load_split(dataset_dirs[side], "test") for side in SIDES)
+    if tutorial["input_ids"] != default["input_ids"] or tutorial["labels"] != default["labels"]:
+        raise SystemExit("error: the two recipes' datasets have different test splits; compare on the same pairs")
+    return tutorial
+
+
+def merge_results(paths: list[str]) -> dict[str, Any]:
+    """One result from runs of other seeds with the same protocol (seeds run in parallel, one process each)."""
+    import json
+    import pathlib
+
+    results = [json.loads(pathlib.Path(path).read_text(encoding="utf-8")) for path in paths]
+    protocols = [{key: value for key, value in result["protocol"].items() if key != "seeds"} for result in results]
+    if any(protocol != protocols[0] for protocol in protocols):
+        raise SystemExit("error: --merge: the results were measured with different protocols")
+    seeds = [run for result in results for run in result["seeds"]]
+    protocol = {**results[0]["protocol"], "seeds": [run["seed"] for run in seeds]}
+    machines = [result["machine"] for result in results]
+    return {
+        "machine": machines[0],
+        "machines": machines,
+        "protocol": protocol,
+        "seeds": seeds,
+        "summary": summarize(seeds),
     }
 
 
@@ -128,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.budget_s, args.eval_steps = min(args.budget_s, 2.0), 2
     torch.set_num_threads(args.threads)
+    if args.merge:
+        bc.emit_json(merge_results(args.merge), args.output)
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as work_dir:
-        dataset_dir = qc.ensure_dataset(args.dataset_dir, args.corpus_dir, work_dir)
-        test_split = evaluation.load_split(dataset_dir, "test")
-        seeds = [run_seed(args, dataset_dir, test_split, seed) for seed in args.seeds]
+        dataset_dirs = side_datasets(args, work_dir)
+        test_split = same_test_split(dataset_dirs)
+        train_pairs = {side: len(evaluation.load_split(path, "train")) for side, path in dataset_dirs.items()}
+        seeds = [run_seed(args, dataset_dirs, test_split, seed) for seed in args.seeds]
     result = {
         "machine": bc.machine_record(),
         "protocol": {
@@ -141,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             "patience": args.patience,
             "seeds": args.seeds,
             "recipes": {"tutorial": args.tutorial_recipe, "default": args.default_recipe},
+            "train_pairs": train_pairs,
             "kept": "the weights of each run's best validation NLL",
             "test_pairs": len(test_split),
             "quick": args.quick,

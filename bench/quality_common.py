@@ -98,7 +98,7 @@ def train_with_budget(
         data_args, model_args, args = training.parse_args(argv)
         train_dataset, eval_dataset, tokenizer = training.load_data(dataset_dir)
         set_seed(args.seed)
-        model = training.build_model(model_args, tokenizer)
+        model = training.build_model(model_args, tokenizer, training.trains_on_unknown_words(dataset_dir))
         budget = BudgetCallback(budget_s, patience)
         trainer = training.build_trainer(model, args, train_dataset, eval_dataset, tokenizer, [budget])
         started = time.perf_counter()
@@ -125,17 +125,31 @@ def recipe_path(name: str) -> str:
     return name if name.endswith(training.RECIPE_SUFFIXES) else os.path.join(RECIPES_DIR, f"{name}.yaml")
 
 
-def ensure_dataset(dataset_dir: str | None, corpus_dir: str | None, work_dir: str) -> str:
-    """A built dataset: `dataset_dir` as given, or one built from `corpus_dir` into `work_dir`."""
+def recipe_filters(recipe_argv: list[str]) -> dict[str, Any]:
+    """The pair filters a recipe's data arguments ask for, as `build_dataset` keywords."""
+    data_args, _, _ = training.parse_args(recipe_argv[:1] + ["--output_dir", tempfile.gettempdir()] + recipe_argv[1:])
+    names = ("max_length", "min_count", "train_max_length", "train_max_unknown")
+    return {name: getattr(data_args, name) for name in names}
+
+
+def ensure_dataset(
+    dataset_dir: str | None, corpus_dir: str | None, work_dir: str, filters: dict[str, Any] | None = None
+) -> str:
+    """A built dataset: `dataset_dir` as given, or one built from `corpus_dir` into `work_dir` with `filters`.
+
+    Builds with the same filters are shared; each other set of filters gets its own folder.
+    """
     if dataset_dir:
         return dataset_dir
     if not corpus_dir:
         raise SystemExit("error: give --dataset-dir, --corpus-dir or set CORNELL_SAMPLE_DIR")
     from data_scripts.build_dataset import build_dataset
 
-    built = os.path.join(work_dir, "data")
+    filters = filters or {}
+    name = "-".join(f"{key}={value}" for key, value in sorted(filters.items()) if value is not None)
+    built = os.path.join(work_dir, f"data-{name}" if name else "data")
     if not os.path.isfile(os.path.join(built, "stats.json")):
-        build_dataset(corpus_dir, built)
+        build_dataset(corpus_dir, built, **filters)
     return built
 
 

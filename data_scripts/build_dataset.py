@@ -11,6 +11,12 @@ The steps and their counts are the tutorial's (its printed figures come out of `
 4. `words_counted`: distinct words over both sides of those pairs; `words_kept`: those seen `min_count` times or more;
 5. `pairs_kept`: the pairs whose words were all kept.
 
+Optionally (`--train-max-length`, `--train-max-unknown`: the package's default recipe uses them), the train split
+also gets the pairs that the tutorial's filter drops but that are within a looser one: sides of fewer than
+`train_max_length` words, at most `train_max_unknown` words outside the vocabulary (read as `<unk>`). The vocabulary,
+the validation and the test splits stay exactly the tutorial's, so models trained either way are compared on the same
+held-out pairs with the same tokenizer. Those extra pairs come from every conversation outside validation and test.
+
 A side that normalizes to the empty string counts, as in the tutorial, as one empty word: such pairs pass the length
 filter and the empty word is counted (and kept if frequent). They are then dropped (`pairs_empty_dropped`), so the
 dataset holds `pairs_kept - pairs_empty_dropped` pairs, split by conversation into train, validation and test.
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,13 +204,26 @@ def _word_ids(texts: pa.Array | pa.ChunkedArray, vocabulary: pa.Array) -> tuple[
     return positions.to_numpy(zero_copy_only=False), words.offsets.to_numpy()
 
 
-def _all_known(table: pa.Table, vocabulary: pa.Array) -> np.ndarray:
-    """Whether every word of both sides is in `vocabulary` (every text has at least one word, maybe empty)."""
-    keep = np.ones(table.num_rows, dtype=bool)
+def _unknown_counts(table: pa.Table, vocabulary: pa.Array) -> np.ndarray:
+    """Per pair, how many words of both sides are not in `vocabulary` (every text has at least one word)."""
+    counts = np.zeros(table.num_rows, dtype=np.int64)
     for side in ("query", "response"):
         positions, offsets = _word_ids(table[side], vocabulary)
-        keep &= np.minimum.reduceat(positions, offsets[:-1]) >= 0
-    return keep
+        counts += np.add.reduceat(positions < 0, offsets[:-1])
+    return counts
+
+
+def _all_known(table: pa.Table, vocabulary: pa.Array) -> np.ndarray:
+    """Whether every word of both sides is in `vocabulary`."""
+    return _unknown_counts(table, vocabulary) == 0
+
+
+def _extra_for_training(table: pa.Table, vocabulary: pa.Array, filters: PairFilters) -> np.ndarray:
+    """Whether a pair passes the looser training filter but not the tutorial's (so it is not kept already)."""
+    unknown = _unknown_counts(table, vocabulary)
+    tutorial = np.asarray(_within_length(table, filters.max_length)) & (unknown == 0)
+    looser = np.asarray(_within_length(table, filters.train_max_length)) & (unknown <= filters.train_max_unknown)
+    return looser & ~tutorial & np.asarray(_both_non_empty(table))
 
 
 def _token_ids(table: pa.Table, vocabulary: pa.Array) -> pa.Table:
@@ -236,15 +256,49 @@ def _split_by_conversation(
     }
 
 
-def _in_conversations(table: pa.Table, conversations: pa.Array) -> pa.Array:
-    return pc.is_in(table["conversation_id"], value_set=conversations)
+def _in_conversations(table: pa.Table, conversations: pa.Array, inside: bool = True) -> pa.Array:
+    found = pc.is_in(table["conversation_id"], value_set=conversations)
+    return found if inside else pc.invert(found)
 
 
-def _check_arguments(max_length: int, min_count: int, validation_size: float, test_size: float, num_proc) -> None:
-    if max_length < 2:
-        raise ValueError(f"--max-length: expected an integer >= 2 (room for a word and EOS), got {max_length}")
-    if min_count < 1:
-        raise ValueError(f"--min-count: expected an integer >= 1, got {min_count}")
+@dataclass(frozen=True)
+class PairFilters:
+    """Which pairs a build keeps: the tutorial's filter, and the looser one that may add training pairs."""
+
+    max_length: int = 10
+    min_count: int = 3
+    train_max_length: int | None = None  # None: max_length
+    train_max_unknown: int = 0
+
+    def __post_init__(self):
+        if self.train_max_length is None:
+            object.__setattr__(self, "train_max_length", self.max_length)
+
+    @property
+    def adds_training_pairs(self) -> bool:
+        return self.train_max_length > self.max_length or self.train_max_unknown > 0
+
+    def as_stats(self) -> dict[str, int]:
+        return {
+            "max_length": self.max_length,
+            "min_count": self.min_count,
+            "train_max_length": self.train_max_length,
+            "train_max_unknown": self.train_max_unknown,
+        }
+
+
+def _check_arguments(filters: PairFilters, validation_size: float, test_size: float, num_proc) -> None:
+    if filters.max_length < 2:
+        raise ValueError(f"--max-length: expected an integer >= 2 (room for a word and EOS), got {filters.max_length}")
+    if filters.min_count < 1:
+        raise ValueError(f"--min-count: expected an integer >= 1, got {filters.min_count}")
+    if filters.train_max_length < filters.max_length:
+        raise ValueError(
+            f"--train-max-length: expected an integer >= --max-length ({filters.max_length}), "
+            f"got {filters.train_max_length}"
+        )
+    if filters.train_max_unknown < 0:
+        raise ValueError(f"--train-max-unknown: expected an integer >= 0, got {filters.train_max_unknown}")
     if not 0 < validation_size < 1:  # train.py evaluates on it at every checkpoint and picks the best model by it
         raise ValueError(f"--validation-size: expected a fraction in (0, 1), got {validation_size}")
     if not 0 <= test_size < 1:
@@ -269,14 +323,14 @@ def _filter_rows(dataset, predicate, **kwargs):
     return dataset.map(_apply_predicate, batched=True, batch_size=ARROW_BATCH_SIZE, fn_kwargs=fn_kwargs)
 
 
-def _build(corpus: str, work: Path, max_length: int, min_count: int, num_proc: int | None) -> tuple[Any, dict, list]:
-    """Reads, normalizes, filters and trims; returns the kept pairs with token ids, the counts and the vocabulary."""
+def _normalized_pairs(corpus: str, work: Path, num_proc: int | None):
+    """Every pair of the corpus, normalized (`pairs_read`)."""
     chunks = _read_conversations(corpus, str(work / "cache")).with_format("arrow")
     if num_proc is None:
         # A worker costs about a second to start: worth it from 4 chunks (20,000 conversations) on.
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         num_proc = min(cpus, len(chunks) // 4)
-    pairs = chunks.map(
+    return chunks.map(
         _pairs,
         batched=True,
         batch_size=1,
@@ -284,13 +338,22 @@ def _build(corpus: str, work: Path, max_length: int, min_count: int, num_proc: i
         remove_columns=chunks.column_names,
         num_proc=num_proc if num_proc > 1 else None,
     )
-    stats = {"pairs_read": len(pairs)}
-    pairs = _filter_rows(pairs, _within_length, max_length=max_length)
+
+
+def _build(corpus: str, work: Path, filters: PairFilters, num_proc: int | None) -> tuple[Any, Any, dict, list]:
+    """Reads, normalizes, filters and trims.
+
+    Returns the kept pairs with token ids, the extra training candidates (`None` without a looser filter), the counts
+    and the vocabulary.
+    """
+    all_pairs = _normalized_pairs(corpus, work, num_proc)
+    stats = {"pairs_read": len(all_pairs)}
+    pairs = _filter_rows(all_pairs, _within_length, max_length=filters.max_length)
     stats["pairs_within_max_length"] = len(pairs)
     if not len(pairs):
-        raise ValueError(f"{corpus}: no pair has both sides shorter than --max-length {max_length} words")
+        raise ValueError(f"{corpus}: no pair has both sides shorter than --max-length {filters.max_length} words")
     counts = pc.value_counts(_words_in_order(pairs.with_format("arrow")[:]))
-    kept = counts.filter(pc.greater_equal(counts.field("counts"), min_count)).field("values")
+    kept = counts.filter(pc.greater_equal(counts.field("counts"), filters.min_count)).field("values")
     stats["words_counted"], stats["words_kept"] = len(counts), len(kept)
     pairs = _filter_rows(pairs, _all_known, vocabulary=kept)
     stats["pairs_kept"] = len(pairs)
@@ -298,7 +361,14 @@ def _build(corpus: str, work: Path, max_length: int, min_count: int, num_proc: i
     stats["pairs_empty_dropped"] = len(pairs) - len(non_empty)
     vocabulary = [word for word in kept.to_pylist() if word]  # the tutorial's empty "word" is no token
     fn_kwargs = {"vocabulary": pa.array(vocabulary, pa.string())}
-    return non_empty.map(_token_ids, batched=True, batch_size=ARROW_BATCH_SIZE, fn_kwargs=fn_kwargs), stats, vocabulary
+    extra = None
+    if filters.adds_training_pairs:
+        extra = _filter_rows(all_pairs, _extra_for_training, vocabulary=kept, filters=filters)
+        # An unknown word gets position -1 in `_token_ids`, so id 3: `<unk>`.
+        if len(extra):  # (a map over no rows adds no columns)
+            extra = extra.map(_token_ids, batched=True, batch_size=ARROW_BATCH_SIZE, fn_kwargs=fn_kwargs)
+    kept_pairs = non_empty.map(_token_ids, batched=True, batch_size=ARROW_BATCH_SIZE, fn_kwargs=fn_kwargs)
+    return kept_pairs, extra, stats, vocabulary
 
 
 @contextlib.contextmanager
@@ -316,12 +386,16 @@ def _quiet_datasets() -> Iterator[None]:
 
 
 def _write_outputs(
-    pairs, vocabulary: list[str], work: Path, max_length: int, validation_size: float, test_size: float, seed: int
+    pairs, extra, vocabulary: list[str], work: Path, filters: PairFilters, split_args: dict[str, Any]
 ) -> dict[str, int]:
-    """Writes `work/dataset` (split by conversation) and `work/tokenizer`; returns the split and vocabulary sizes."""
-    from datasets import DatasetDict
+    """Writes `work/dataset` (split by conversation) and `work/tokenizer`; returns the split and vocabulary sizes.
 
-    splits = _split_by_conversation(pairs["conversation_id"].to_numpy(), validation_size, test_size, seed)
+    The kept pairs' conversations decide the splits (so they are the tutorial's); the `extra` training pairs are
+    those of every other conversation.
+    """
+    from datasets import DatasetDict, concatenate_datasets
+
+    splits = _split_by_conversation(pairs["conversation_id"].to_numpy(), **split_args)
     dataset = DatasetDict(
         {
             name: _filter_rows(pairs, _in_conversations, conversations=pa.array(splits[name]))
@@ -331,9 +405,17 @@ def _write_outputs(
         }
     )
     sizes = {f"{name}_pairs": len(dataset[name]) for name in SPLITS}
+    if extra is not None and not len(extra):
+        sizes["train_extra_pairs"] = 0
+    elif extra is not None:
+        held_out = pa.array(np.concatenate([splits["validation"], splits["test"]]))
+        extra = _filter_rows(extra, _in_conversations, conversations=held_out, inside=False)
+        dataset["train"] = concatenate_datasets([dataset["train"], extra.with_format(None).select_columns(COLUMNS)])
+        sizes.update(train_pairs=len(dataset["train"]), train_extra_pairs=len(extra))
     # datasets saves an empty split with no Arrow file, then cannot load the DatasetDict: leave it out (test 0).
     DatasetDict({name: split for name, split in dataset.items() if len(split)}).save_to_disk(str(work / "dataset"))
-    tokenizer = LuongGruTokenizer.from_words(vocabulary, model_max_length=max_length)
+    # The longest input the model was trained on: chat.py says when it cuts a longer one.
+    tokenizer = LuongGruTokenizer.from_words(vocabulary, model_max_length=filters.train_max_length)
     tokenizer.save_pretrained(str(work / "tokenizer"))
     return {**sizes, "vocab_size": len(tokenizer)}
 
@@ -414,6 +496,8 @@ def build_dataset(
     output_dir: str | os.PathLike,
     max_length: int = 10,
     min_count: int = 3,
+    train_max_length: int | None = None,
+    train_max_unknown: int = 0,
     validation_size: float = 0.05,
     test_size: float = 0.05,
     seed: int = 0,
@@ -434,6 +518,12 @@ def build_dataset(
             Pairs are kept when both sides have fewer words than this (the tutorial's `MAX_LENGTH`).
         min_count (`int`, *optional*, defaults to 3):
             Words seen fewer times are trimmed, with every pair using them (the tutorial's `MIN_COUNT`).
+        train_max_length (`int`, *optional*):
+            The train split also gets the pairs whose sides have fewer words than this (defaults to `max_length`:
+            the tutorial's pairs only). The vocabulary, validation and test splits are the same either way.
+        train_max_unknown (`int`, *optional*, defaults to 0):
+            The train split also gets the pairs (within `train_max_length`) with up to this many words outside the
+            vocabulary, as `<unk>`.
         validation_size (`float`, *optional*, defaults to 0.05):
             The share of conversations in the validation split.
         test_size (`float`, *optional*, defaults to 0.05):
@@ -456,7 +546,8 @@ def build_dataset(
         `ValueError`: an argument is out of range, too few pairs are left to split, or `output_dir` is refused
             ([`~data_scripts.output_dir.OutputDirError`]).
     """
-    _check_arguments(max_length, min_count, validation_size, test_size, num_proc)
+    filters = PairFilters(max_length, min_count, train_max_length, train_max_unknown)
+    _check_arguments(filters, validation_size, test_size, num_proc)
     corpus = str(corpus) if corpus is not None else str(download_corpus(default_corpus_cache()))
     output_dir = Path(output_dir)
     created = claim_output_dir(output_dir, overwrite=overwrite_output_dir, tool="build_dataset")
@@ -464,7 +555,8 @@ def build_dataset(
         with output_dir_lock(output_dir, "build_dataset"):
             for stale in output_dir.glob(".build-*"):  # left by a killed build: no other build runs here now
                 shutil.rmtree(stale, ignore_errors=True)
-            stats = _build_into(corpus, output_dir, max_length, min_count, validation_size, test_size, seed, num_proc)
+            split_args = {"validation_size": validation_size, "test_size": test_size, "seed": seed}
+            stats = _build_into(corpus, output_dir, filters, split_args, num_proc)
     except BaseException:
         remove_created_folders(created)
         raise
@@ -474,23 +566,15 @@ def build_dataset(
 
 
 def _build_into(
-    corpus: str,
-    output_dir: Path,
-    max_length: int,
-    min_count: int,
-    validation_size: float,
-    test_size: float,
-    seed: int,
-    num_proc: int | None,
+    corpus: str, output_dir: Path, filters: PairFilters, split_args: dict[str, Any], num_proc: int | None
 ) -> dict[str, Any]:
     """Builds in a temporary folder inside `output_dir`, then commits the three outputs (see `_move_into`)."""
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=output_dir))
     try:
         with _quiet_datasets():
-            pairs, stats, vocabulary = _build(corpus, work, max_length, min_count, num_proc)
-            stats.update(_write_outputs(pairs, vocabulary, work, max_length, validation_size, test_size, seed))
-        stats.update(max_length=max_length, min_count=min_count, seed=seed)
-        stats.update(validation_size=validation_size, test_size=test_size, corpus=corpus_identity(corpus))
+            pairs, extra, stats, vocabulary = _build(corpus, work, filters, num_proc)
+            stats.update(_write_outputs(pairs, extra, vocabulary, work, filters, split_args))
+        stats.update(filters.as_stats(), **split_args, corpus=corpus_identity(corpus))
         stats["build_id"] = uuid.uuid4().hex
         (work / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(work / "cache")
@@ -517,7 +601,7 @@ uses a word seen fewer than {min_count} times, as the tutorial does. Built by `d
 | of which dropped for a side that normalizes to nothing | {pairs_empty_dropped:,} |
 
 The splits hold whole conversations (none is in two splits), shuffled with seed {seed}: train {train_pairs:,},
-validation {validation_pairs:,}, test {test_pairs:,} pairs.
+validation {validation_pairs:,}, test {test_pairs:,} pairs.{extension}
 
 ## Columns
 
@@ -535,6 +619,17 @@ Linguistics, ACL 2011. See the corpus's README for its terms of use.
 """
 
 
+def _extension_text(stats: dict[str, Any]) -> str:
+    """The card's sentence on the extra training pairs, if the build has them."""
+    if not stats.get("train_extra_pairs"):
+        return ""
+    return (
+        f" Of the train pairs, {stats['train_extra_pairs']:,} pass only a looser filter (sides under "
+        f"{stats['train_max_length']} words, up to {stats['train_max_unknown']} words outside the vocabulary, as "
+        "`<unk>`); validation and test hold only the tutorial's pairs."
+    )
+
+
 def push_dataset(output_dir: str | os.PathLike, repo_id: str, stats: dict[str, Any]) -> None:
     """Pushes `OUT/dataset` to the Hub dataset repository `repo_id`, then completes its card.
 
@@ -550,7 +645,7 @@ def push_dataset(output_dir: str | os.PathLike, repo_id: str, stats: dict[str, A
     card.data.language = ["en"]
     card.data.task_categories = ["text-generation"]
     card.data.tags = ["conversational", "chatbot", "cornell-movie-dialogs"]
-    card.text = CARD_TEXT.format(url=CORPUS_URL, **stats)
+    card.text = CARD_TEXT.format(url=CORPUS_URL, extension=_extension_text(stats), **stats)
     card.push_to_hub(repo_id, repo_type="dataset", commit_message="Add the dataset card")
 
 
@@ -572,6 +667,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", required=True, help="Where to write dataset/, tokenizer/ and stats.json.")
     parser.add_argument("--max-length", type=int, default=10, help="Keep pairs with fewer words a side (10).")
     parser.add_argument("--min-count", type=int, default=3, help="Trim words seen fewer times, with their pairs (3).")
+    parser.add_argument(
+        "--train-max-length", type=int, help="Also train on pairs with fewer words a side (default: --max-length)."
+    )
+    parser.add_argument(
+        "--train-max-unknown", type=int, default=0, help="Also train on pairs with this many unknown words (0)."
+    )
     parser.add_argument("--validation-size", type=float, default=0.05, help="Share of conversations (0.05).")
     parser.add_argument("--test-size", type=float, default=0.05, help="Share of conversations (0.05).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the split by conversation (0).")

@@ -98,6 +98,13 @@ class DataArguments:
     )
     max_length: int = field(default=10, metadata={"help": "Tutorial's MAX_LENGTH: keep pairs of at most 9 words."})
     min_count: int = field(default=3, metadata={"help": "Tutorial's MIN_COUNT: drop pairs with rarer words."})
+    train_max_length: int | None = field(
+        default=None,
+        metadata={"help": "Also train on pairs with fewer words a side than this (default: --max_length only)."},
+    )
+    train_max_unknown: int = field(
+        default=0, metadata={"help": "Also train on pairs with up to this many out-of-vocabulary words, as <unk>."}
+    )
 
 
 @dataclass
@@ -736,8 +743,12 @@ def _reusable_build(build_dir: str, data_args: DataArguments) -> dict[str, Any] 
         identity = corpus_identity(corpus)
     except (OSError, ValueError):
         return None
-    # What train.py builds with: its own --max_length and --min_count, the builder's defaults for the rest.
+    # What train.py builds with: its own filters, the builder's defaults for the rest.
     wanted = {"max_length": data_args.max_length, "min_count": data_args.min_count, "corpus": identity}
+    wanted.update(
+        train_max_length=data_args.train_max_length or data_args.max_length,
+        train_max_unknown=data_args.train_max_unknown,
+    )
     wanted.update(seed=0, validation_size=0.05, test_size=0.05)
     return stats if all(stats.get(key) == value for key, value in wanted.items()) else None
 
@@ -769,12 +780,19 @@ def prepare_dataset_dir(data_args: DataArguments, training_args: LuongGruTrainin
                 build_dir,
                 max_length=data_args.max_length,
                 min_count=data_args.min_count,
+                train_max_length=data_args.train_max_length,
+                train_max_unknown=data_args.train_max_unknown,
                 overwrite_output_dir=training_args.overwrite_output_dir,
             )
         except ValueError as error:  # a malformed corpus, a failed download, bad sizes, a refused folder
             raise UsageError(str(error).replace(OVERWRITE_FLAG, "--overwrite_output_dir")) from error
         logger.info("Built the dataset in %s: %s", build_dir, json.dumps(stats))
     return build_dir
+
+
+def trains_on_unknown_words(dataset_dir: str) -> bool:
+    """Whether the build's train split may hold `<unk>` (`--train_max_unknown` above 0)."""
+    return check_build(dataset_dir).get("train_max_unknown", 0) > 0
 
 
 def load_data(dataset_dir: str):
@@ -821,7 +839,10 @@ def build_trainer(
     )
 
 
-def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditionalGeneration:
+def build_model(
+    model_args: ModelArguments, tokenizer, suppress_unknown: bool = False
+) -> LuongGruForConditionalGeneration:
+    """A new model sized by the recipe, with its decoding; `suppress_unknown`: never generate `<unk>`."""
     config = LuongGruConfig(
         vocab_size=len(tokenizer),
         hidden_size=model_args.hidden_size,
@@ -841,6 +862,8 @@ def build_model(model_args: ModelArguments, tokenizer) -> LuongGruForConditional
     # files and writes auto_map, so the saved folder (and its Hub copy) loads with trust_remote_code=True.
     model = LuongGruForConditionalGeneration(config)
     apply_default_decoding(model, model_args)
+    if suppress_unknown:  # it was trained to predict <unk> for rare words, which is no reply to show
+        model.generation_config.suppress_tokens = [tokenizer.unk_token_id]
     return model
 
 
@@ -1056,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         set_seed(training_args.seed)
         try:
-            model = build_model(model_args, tokenizer)
+            model = build_model(model_args, tokenizer, suppress_unknown=trains_on_unknown_words(dataset_dir))
         except ValueError as error:  # a bad config value or decoding combination
             print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
             return 2

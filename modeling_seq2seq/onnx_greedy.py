@@ -150,6 +150,8 @@ class OnnxGreedyChatbot:
         self.tokenizer.enable_padding(pad_id=config["pad_token_id"], pad_token=tokenizer_config.get("pad_token"))
         generation = read_json(folder, "generation_config.json")
         self.max_new_tokens = generation.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
+        # As generate()'s SuppressTokensLogitsProcessor: these ids are never chosen (a model trained on <unk>).
+        self.suppress_tokens = [int(token) for token in generation.get("suppress_tokens") or []]
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Right-padded `input_ids` and `attention_mask`, both (B, S) int64."""
@@ -168,6 +170,8 @@ class OnnxGreedyChatbot:
         running = np.ones(input_ids.shape[0], dtype=bool)
         for _ in range(max_new_tokens):
             logits, state = self.model.step(tokens, state, outputs, mask)
+            if self.suppress_tokens:
+                logits[..., self.suppress_tokens] = -np.inf
             tokens = logits.argmax(axis=-1)[:, None]  # (B, 1)
             running &= tokens[:, 0] != config["eos_token_id"]
             for row in np.flatnonzero(running):

@@ -16,6 +16,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+import bench_quality  # noqa: E402
 import compare_decoding  # noqa: E402
 import tutorial_reference as tr  # noqa: E402
 
@@ -119,3 +120,32 @@ def test_bench_chat_quick():
         "python_overhead",
     }
     assert 0 <= result["int8_quantization"]["replies_identical_to_fp32"] <= 10
+
+
+def _quality_result(seed: int, default_perplexity: float) -> dict:
+    metrics = dict.fromkeys(("loss", "token_accuracy", "distinct_1", "avg_reply_length", "bleu"), 1.0)
+    test = {
+        "tutorial": {**metrics, "perplexity": 40.0, "distinct_2": 0.1, "bland_share": 0.5},
+        "default": {**metrics, "perplexity": default_perplexity, "distinct_2": 0.2, "bland_share": 0.4},
+    }
+    run = {side: {"test": test[side]} for side in test}
+    run.update(seed=seed, test_perplexity_ratio=default_perplexity / 40.0, time_to_quality_ratio=0.1)
+    return {"machine": {"cpu": seed}, "protocol": {"budget_s": 9.0, "seeds": [seed]}, "seeds": [run]}
+
+
+def test_bench_quality_merges_seeds_run_apart(tmp_path):
+    paths = []
+    for seed, perplexity in ((0, 20.0), (1, 36.0)):
+        paths.append(tmp_path / f"seed{seed}.json")
+        paths[-1].write_text(json.dumps(_quality_result(seed, perplexity)))
+    merged = bench_quality.merge_results([str(path) for path in paths])
+    assert merged["protocol"]["seeds"] == [0, 1] and [run["seed"] for run in merged["seeds"]] == [0, 1]
+    assert merged["summary"]["test_perplexity_ratios"] == [0.5, 0.9]
+    assert merged["summary"]["test_means"]["default"]["perplexity"] == 28.0
+    goals = merged["summary"]["goals"]
+    assert not goals["test_perplexity_at_most_0.7x"] and goals["higher_distinct_2"] and goals["lower_bland_share"]
+    other = _quality_result(2, 30.0)
+    other["protocol"]["budget_s"] = 1.0
+    paths[1].write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="different protocols"):
+        bench_quality.merge_results([str(path) for path in paths])

@@ -54,15 +54,17 @@ UTTERANCES = [
 ]
 
 
-def write_random_corpus(directory: Path, conversations: int = 120, seed: int = 0) -> Path:
-    """A corpus of random conversations drawn from UTTERANCES, in the corpus's file format."""
+def write_random_corpus(
+    directory: Path, conversations: int = 120, seed: int = 0, utterances: list[str] = UTTERANCES
+) -> Path:
+    """A corpus of random conversations drawn from `utterances`, in the corpus's file format."""
     rng = random.Random(seed)
     lines, rows, next_id = [], [], 0
     for index in range(conversations):
         ids = []
         for _ in range(rng.randint(2, 5)):
             next_id += 1
-            lines.append(SEP.join([f"L{next_id}", f"u{index}", f"m{index % 7}", "NAME", rng.choice(UTTERANCES)]))
+            lines.append(SEP.join([f"L{next_id}", f"u{index}", f"m{index % 7}", "NAME", rng.choice(utterances)]))
             ids.append(f"L{next_id}")
         rows.append(SEP.join([f"u{index}", f"u{index + 1}", f"m{index % 7}", str(ids)]))
     directory.mkdir(parents=True, exist_ok=True)
@@ -177,6 +179,54 @@ def test_split_is_deterministic_and_by_conversation(random_corpus, tmp_path):
             assert not set(splits[name]) & set(splits[later])
 
 
+def _rows(output: Path, split: str) -> list[dict]:
+    return load_from_disk(str(output / "dataset"))[split].to_list()
+
+
+def _unknown_ids(row: dict) -> int:
+    return (row["input_ids"] + row["labels"]).count(3)  # <unk>
+
+
+# Too long for the tutorial's filter: known words only, and one word ("zork") never seen in a short pair.
+LONG_UTTERANCES = [
+    "Where are you, my friend? I am in a hospital, are you?",
+    "Where are you my friend Zork? I am in a hospital.",
+]
+
+
+def test_looser_training_filter_adds_train_pairs_only(tmp_path):
+    random_corpus = write_random_corpus(tmp_path / "corpus", utterances=UTTERANCES + LONG_UTTERANCES)
+    plain = build_dataset(random_corpus, tmp_path / "plain", min_count=4)
+    looser = build_dataset(random_corpus, tmp_path / "looser", min_count=4, train_max_length=20, train_max_unknown=1)
+    for split in ("validation", "test"):  # the tutorial's held-out pairs, whatever the training filter
+        assert _rows(tmp_path / "looser", split) == _rows(tmp_path / "plain", split)
+    assert (tmp_path / "looser" / "tokenizer" / "tokenizer.json").read_text() == (
+        tmp_path / "plain" / "tokenizer" / "tokenizer.json"
+    ).read_text()
+    train, plain_train = _rows(tmp_path / "looser", "train"), _rows(tmp_path / "plain", "train")
+    assert train[: len(plain_train)] == plain_train
+    extra = train[len(plain_train) :]
+    assert looser["train_extra_pairs"] == len(extra) > 0 and looser["train_pairs"] == len(train)
+    assert any(len(row["query"].split()) >= 10 or len(row["response"].split()) >= 10 for row in extra)
+    assert any(_unknown_ids(row) == 1 for row in extra)
+    assert all(len(row["query"].split()) < 20 and len(row["response"].split()) < 20 for row in extra)
+    assert all(_unknown_ids(row) <= 1 and row["query"] and row["response"] for row in extra)
+    held_out = {row["conversation_id"] for split in ("validation", "test") for row in _rows(tmp_path / "plain", split)}
+    assert not {row["conversation_id"] for row in extra} & held_out
+    assert {key: looser[key] for key in TUTORIAL_KEYS} == {key: plain[key] for key in TUTORIAL_KEYS}
+    assert (looser["train_max_length"], looser["train_max_unknown"]) == (20, 1)
+    assert (plain["train_max_length"], plain["train_max_unknown"], "train_extra_pairs" in plain) == (10, 0, False)
+    assert AutoTokenizer.from_pretrained(tmp_path / "looser" / "tokenizer").model_max_length == 20
+    assert "looser filter" in build_module._extension_text(looser) and build_module._extension_text(plain) == ""
+
+
+@needs_sample
+def test_sample_counts_with_the_default_recipes_training_filter(tmp_path):
+    stats = build_dataset(SAMPLE_DIR, tmp_path / "out", train_max_length=40, train_max_unknown=3)
+    assert {key: stats[key] for key in SAMPLE_COUNTS} == SAMPLE_COUNTS
+    assert (stats["train_pairs"], stats["train_extra_pairs"], stats["test_pairs"]) == (13_680, 10_495, 175)
+
+
 def test_failed_build_leaves_the_output_alone(random_corpus, tmp_path):
     output = tmp_path / "out"
     build_dataset(random_corpus, output)
@@ -239,6 +289,14 @@ CLI_ERRORS = {
         "--validation-size: expected a fraction in (0, 1), got 0.0",
     ),
     "a character device": (lambda tmp_path: ["--corpus-dir", "/dev/zero"], "/dev/zero: expected a corpus folder"),
+    "train max length below max length": (
+        lambda tmp_path: ["--corpus-dir", ".", "--train-max-length", "5"],
+        "--train-max-length: expected an integer >= --max-length (10), got 5",
+    ),
+    "negative unknown words": (
+        lambda tmp_path: ["--corpus-dir", ".", "--train-max-unknown", "-1"],
+        "--train-max-unknown: expected an integer >= 0, got -1",
+    ),
     "bad flag": (lambda tmp_path: ["--corpus-dir", ".", "--max-lenght", "3"], "unrecognized arguments: --max-lenght"),
 }
 

@@ -265,6 +265,25 @@ def test_numpy_greedy_equals_generate(model, tokenizer, onnx_dir):
     assert bot.replies(PROMPTS) == [r.strip() for r in tokenizer.batch_decode(sequences, skip_special_tokens=True)]
 
 
+def test_numpy_greedy_suppresses_tokens_as_generate_does(model, tokenizer, onnx_dir, tmp_path):
+    batch = tokenizer(PROMPTS, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        first_tokens = model.generate(**batch, max_new_tokens=1)[:, 1].tolist()
+        suppressed = model.generate(**batch, suppress_tokens=first_tokens)
+    folder = tmp_path / "onnx"
+    shutil.copytree(onnx_dir, folder)
+    generation = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**generation, "suppress_tokens": first_tokens}))
+    bot = OnnxGreedyChatbot(str(folder))
+    replies = bot.greedy(batch["input_ids"].numpy(), batch["attention_mask"].numpy())
+    assert not {token for reply in replies for token in reply} & set(first_tokens)
+    expected = [
+        [t for t in row[1:].tolist() if t not in (tokenizer.eos_token_id, tokenizer.pad_token_id)]
+        for row in suppressed
+    ]
+    assert replies == expected
+
+
 @pytest.mark.slow
 def test_evaluate_on_onnx_equals_pytorch(model, tokenizer, onnx_dir):
     """`luong-evaluate` on an exported folder: the loader detects it, and the metrics are the PyTorch model's."""

@@ -162,6 +162,32 @@ def test_the_tutorial_recipe_saves_greedy_decoding(tiny_dataset, tmp_path):
     assert saved.get("num_beams", 1) == 1 and not saved.get("do_sample", False)
 
 
+def test_a_model_trained_on_unknown_words_never_replies_with_them(tmp_path):
+    from data_scripts.build_dataset import build_dataset
+
+    build_dataset(write_tiny_corpus(tmp_path / "corpus"), tmp_path / "built", train_max_length=20, train_max_unknown=1)
+    output_dir = tmp_path / "run"
+    assert training.main(tiny_run_flags(tmp_path / "built", output_dir, max_steps=2)) == 0
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    saved = json.loads((output_dir / "generation_config.json").read_text())
+    assert saved["suppress_tokens"] == [tokenizer.unk_token_id]
+    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir).eval()
+    with torch.no_grad():
+        model.lm_head.bias[tokenizer.unk_token_id] = 100.0  # <unk> would win every step
+    batch = tokenizer(["hello?", "where am I?"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert tokenizer.unk_token_id in model.generate(**batch, suppress_tokens=None).tolist()[0]
+        assert tokenizer.unk_token_id not in sum(model.generate(**batch).tolist(), [])
+
+
+def test_the_default_recipe_trains_on_more_pairs_than_the_tutorials():
+    data_args, _, _ = training.parse_args([str(DEFAULT_RECIPE), "--output_dir", "o"])
+    assert (data_args.max_length, data_args.min_count) == (10, 3)  # the held-out pairs stay the tutorial's
+    assert data_args.train_max_length > data_args.max_length and data_args.train_max_unknown > 0
+    tutorial, _, _ = training.parse_args([str(REPO_ROOT / "recipes" / "tutorial.yaml"), "--output_dir", "o"])
+    assert (tutorial.train_max_length, tutorial.train_max_unknown) == (None, 0)
+
+
 # --- the benchmark ---------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_bench_quality_quick_runs(tmp_path):
