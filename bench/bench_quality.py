@@ -26,7 +26,9 @@ seed. `--quick` runs a tiny configuration (tests).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pathlib
 import statistics
 import sys
 import tempfile
@@ -73,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def recipes(args: argparse.Namespace) -> dict[str, str]:
+    """Each side's recipe, name or file, in SIDES order."""
+    return {"tutorial": args.tutorial_recipe, "default": args.default_recipe}
+
+
 def time_to_reach(history: list[dict[str, float]], target: float) -> float | None:
     """Training seconds of the first evaluation at or below `target`; `None` if none got there."""
     return next((point["train_s"] for point in history if point["nll"] <= target), None)
@@ -88,9 +95,8 @@ def score_on_test(model, tokenizer, test_split) -> dict[str, Any]:
 def run_seed(args: argparse.Namespace, dataset_dirs: dict[str, str], test_split, seed: int) -> dict[str, Any]:
     """Both recipes for one seed; the default's time to reach the tutorial's best validation NLL."""
     sides = {}
-    recipes = {"tutorial": args.tutorial_recipe, "default": args.default_recipe}
-    for side in SIDES:
-        argv = [qc.recipe_path(recipes[side]), "--seed", str(seed), *(QUICK_FLAGS if args.quick else [])]
+    for side, recipe in recipes(args).items():
+        argv = [qc.recipe_path(recipe), "--seed", str(seed), *(QUICK_FLAGS if args.quick else [])]
         print(f"--- seed {seed}: {side} ({argv[0]})", file=sys.stderr, flush=True)
         model, tokenizer, _, run = qc.train_with_budget(
             argv, dataset_dirs[side], args.budget_s, args.eval_steps, args.patience
@@ -111,12 +117,11 @@ def run_seed(args: argparse.Namespace, dataset_dirs: dict[str, str], test_split,
 
 def side_datasets(args: argparse.Namespace, work_dir: str) -> dict[str, str]:
     """Each side's dataset, built with its recipe's pair filters (or `--dataset-dir` for both)."""
-    recipes = {"tutorial": args.tutorial_recipe, "default": args.default_recipe}
     return {
         side: qc.ensure_dataset(
-            args.dataset_dir, args.corpus_dir, work_dir, qc.recipe_filters([qc.recipe_path(recipes[side])])
+            args.dataset_dir, args.corpus_dir, work_dir, qc.recipe_filters([qc.recipe_path(recipe)])
         )
-        for side in SIDES
+        for side, recipe in recipes(args).items()
     }
 
 
@@ -130,9 +135,6 @@ def same_test_split(dataset_dirs: dict[str, str]):
 
 def merge_results(paths: list[str]) -> dict[str, Any]:
     """One result from runs of other seeds with the same protocol (seeds run in parallel, one process each)."""
-    import json
-    import pathlib
-
     results = [json.loads(pathlib.Path(path).read_text(encoding="utf-8")) for path in paths]
     protocols = [{key: value for key, value in result["protocol"].items() if key != "seeds"} for result in results]
     if any(protocol != protocols[0] for protocol in protocols):
@@ -178,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.quick:
         args.budget_s, args.eval_steps = min(args.budget_s, 2.0), 2
-    torch.set_num_threads(args.threads)
     if args.merge:
         bc.emit_json(merge_results(args.merge), args.output)
         return 0
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as work_dir:
         dataset_dirs = side_datasets(args, work_dir)
         test_split = same_test_split(dataset_dirs)
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_steps": args.eval_steps,
             "patience": args.patience,
             "seeds": args.seeds,
-            "recipes": {"tutorial": args.tutorial_recipe, "default": args.default_recipe},
+            "recipes": recipes(args),
             "train_pairs": train_pairs,
             "kept": "the weights of each run's best validation NLL",
             "test_pairs": len(test_split),

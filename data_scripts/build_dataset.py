@@ -39,7 +39,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -265,26 +265,14 @@ def _in_conversations(table: pa.Table, conversations: pa.Array, inside: bool = T
 class PairFilters:
     """Which pairs a build keeps: the tutorial's filter, and the looser one that may add training pairs."""
 
-    max_length: int = 10
-    min_count: int = 3
-    train_max_length: int | None = None  # None: max_length
-    train_max_unknown: int = 0
-
-    def __post_init__(self):
-        if self.train_max_length is None:
-            object.__setattr__(self, "train_max_length", self.max_length)
+    max_length: int
+    min_count: int
+    train_max_length: int
+    train_max_unknown: int
 
     @property
     def adds_training_pairs(self) -> bool:
         return self.train_max_length > self.max_length or self.train_max_unknown > 0
-
-    def as_stats(self) -> dict[str, int]:
-        return {
-            "max_length": self.max_length,
-            "min_count": self.min_count,
-            "train_max_length": self.train_max_length,
-            "train_max_unknown": self.train_max_unknown,
-        }
 
 
 def _check_arguments(filters: PairFilters, validation_size: float, test_size: float, num_proc) -> None:
@@ -546,6 +534,7 @@ def build_dataset(
         `ValueError`: an argument is out of range, too few pairs are left to split, or `output_dir` is refused
             ([`~data_scripts.output_dir.OutputDirError`]).
     """
+    train_max_length = max_length if train_max_length is None else train_max_length
     filters = PairFilters(max_length, min_count, train_max_length, train_max_unknown)
     _check_arguments(filters, validation_size, test_size, num_proc)
     corpus = str(corpus) if corpus is not None else str(download_corpus(default_corpus_cache()))
@@ -574,7 +563,7 @@ def _build_into(
         with _quiet_datasets():
             pairs, extra, stats, vocabulary = _build(corpus, work, filters, num_proc)
             stats.update(_write_outputs(pairs, extra, vocabulary, work, filters, split_args))
-        stats.update(filters.as_stats(), **split_args, corpus=corpus_identity(corpus))
+        stats.update(asdict(filters), **split_args, corpus=corpus_identity(corpus))
         stats["build_id"] = uuid.uuid4().hex
         (work / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(work / "cache")
